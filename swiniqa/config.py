@@ -1,0 +1,331 @@
+"""One typed config for a run: the single source of truth for every number.
+
+``TrainConfig`` holds every knob of the reference run. Presets (:data:`PRESETS`) are plain override
+dicts on top of the dataclass defaults; YAML/JSON files and ``--set key=value`` overrides go through
+:func:`apply_overrides`, which parses strings by the field's declared type and names the key on error.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import typing
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Optional
+
+from swiniqa.errors import ConfigError
+
+#: Swin sizes from timm plus narrow, shallow sizes for CPU work. Values are timm constructor
+#: arguments (not channel tables: the head reads widths from ``feature_info``).
+SWIN_SIZES: dict[str, dict[str, Any]] = {
+    "tiny": dict(timm_name="swin_tiny_patch4_window7_224"),
+    "small": dict(timm_name="swin_small_patch4_window7_224"),
+    "base": dict(timm_name="swin_base_patch4_window7_224"),
+    # CPU sizes: timm's SwinTransformer with other dims; they stand in for tiny/small/base in demos.
+    "nano": dict(embed_dim=24, depths=(1, 1, 1, 1), num_heads=(1, 2, 4, 8)),
+    "micro": dict(embed_dim=32, depths=(1, 1, 2, 1), num_heads=(1, 2, 4, 8)),
+    "mini": dict(embed_dim=48, depths=(2, 2, 2, 2), num_heads=(2, 4, 8, 16)),
+}
+#: Which CPU size stands in for which paper size in ``--preset demo`` studies.
+CPU_STAND_INS = {"tiny": "nano", "small": "micro", "base": "mini"}
+BACKBONES = ("swin", "resnet50")
+LOSSES = ("l1", "l1+rank")
+SCHEDULES = ("cosine", "constant")
+
+
+@dataclass
+class TrainConfig:
+    """Every knob of a SMART-IQA training run (defaults = the reference best run, E6)."""
+
+    # --- model -------------------------------------------------------------------------------
+    backbone: str = "swin"
+    model_size: str = "base"
+    multiscale: bool = True
+    attention: bool = True
+    pretrained: bool = True
+    pretrained_path: Optional[str] = None
+    drop_path: float = 0.2
+    dropout: float = 0.3
+    lda_out: int = 16
+    hyper_in_channels: int = 112
+    target_in: int = 224
+    target_hidden: tuple[int, ...] = (112, 56, 28, 14)
+    feature_size: int = 7
+    # --- data --------------------------------------------------------------------------------
+    dataset: str = "koniq10k"
+    data_root: Optional[str] = None
+    #: Resize every image to (height, width) before cropping; None keeps the size. KonIQ's 1024x768
+    #: landscape becomes (384, 512): the reference's Resize((512, 384)) squashed it to portrait.
+    resize: Optional[tuple[int, int]] = (384, 512)
+    #: Resize so the shorter side has this length (for mixed-size sets like SPAQ); wins over resize.
+    resize_short: Optional[int] = None
+    patch_size: int = 224
+    train_patches: int = 20
+    test_patches: int = 20
+    hflip: bool = True
+    color_jitter: bool = False
+    val_fraction: float = 0.1
+    test_fraction: float = 0.2
+    skip_bad_images: bool = False
+    # --- optimisation ------------------------------------------------------------------------
+    lr: float = 5e-7
+    lr_ratio: float = 10.0
+    weight_decay: float = 2e-4
+    schedule: str = "cosine"
+    #: Cosine floor as a fraction of each group's base lr (the reference used an absolute 1e-6 floor,
+    #: above its 5e-7 base lr, so its backbone lr rose during training).
+    min_lr_ratio: float = 0.01
+    warmup_epochs: int = 0
+    epochs: int = 10
+    batch_size: int = 32
+    loss: str = "l1"
+    rank_weight: float = 0.0
+    #: Max global grad norm; 0 disables. L1 gradients do not grow with the label scale.
+    grad_clip: float = 10.0
+    patience: int = 3
+    amp: bool = True
+    compile: bool = False
+    # --- run ---------------------------------------------------------------------------------
+    seed: int = 0
+    num_workers: int = 1
+    use_gpu: bool = False
+    cpus_per_worker: float = 1.0
+    loader_threads: int = 2
+    max_failures: int = 0
+    inject_failure_at_epoch: int = -1
+    output: str = "runs"
+    name: Optional[str] = None
+
+    # ------------------------------------------------------------------------------------------
+    def __post_init__(self) -> None:
+        validate(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: _jsonable(getattr(self, f.name)) for f in fields(self)}
+
+    def replace(self, **changes: Any) -> "TrainConfig":
+        return apply_overrides(self, changes)
+
+    @property
+    def head_lr(self) -> float:
+        return self.lr * self.lr_ratio
+
+
+def _jsonable(v: Any) -> Any:
+    return list(v) if isinstance(v, tuple) else v
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # The reference best run (REFERENCE_RESULTS.md, E6) on KonIQ-10k, one GPU per worker.
+    "paper": dict(use_gpu=True, max_failures=2, pretrained=True),
+    # Fits a 2-core CPU in minutes: CPU-size Swin from scratch on the embedded demo data.
+    "demo": dict(
+        dataset="demo",
+        model_size="micro",
+        pretrained=False,
+        resize=None,
+        drop_path=0.0,
+        dropout=0.0,
+        lr=1e-3,
+        lr_ratio=1.0,
+        val_fraction=0.22,
+        test_fraction=0.15,
+        weight_decay=1e-4,
+        warmup_epochs=1,
+        epochs=8,
+        batch_size=32,
+        train_patches=4,
+        test_patches=4,
+        patience=100,
+        use_gpu=False,
+        amp=False,
+        loader_threads=1,
+        max_failures=0,
+    ),
+}
+
+
+def type_hints() -> dict[str, Any]:
+    return typing.get_type_hints(TrainConfig)
+
+
+def _parse_value(key: str, raw: Any, hint: Any) -> Any:
+    """Coerce ``raw`` (string from the CLI, or a YAML/JSON value) to the field's declared type."""
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin is typing.Union:  # Optional[X]
+        inner = [a for a in args if a is not type(None)][0]
+        if raw is None or (isinstance(raw, str) and raw.strip().lower() in ("none", "null", "")):
+            return None
+        return _parse_value(key, raw, inner)
+    if origin is tuple:
+        if isinstance(raw, str):
+            parts = [p for p in raw.replace("x", ",").strip("()[] ").split(",") if p.strip()]
+        elif isinstance(raw, (list, tuple)):
+            parts = list(raw)
+        else:
+            raise ConfigError(f"config key '{key}': expected a list like 384,512, got {raw!r}")
+        return tuple(_parse_value(key, p, args[0]) for p in parts)
+    if hint is bool:
+        if isinstance(raw, bool):
+            return raw
+        s = str(raw).strip().lower()
+        if s in ("1", "true", "yes", "on"):
+            return True
+        if s in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"config key '{key}': expected true/false, got {raw!r}")
+    if hint is int:
+        if isinstance(raw, bool):
+            raise ConfigError(f"config key '{key}': expected an integer, got {raw!r}")
+        try:
+            f = float(raw)
+        except (TypeError, ValueError):
+            raise ConfigError(f"config key '{key}': expected an integer, got {raw!r}") from None
+        if f != int(f):
+            raise ConfigError(f"config key '{key}': expected an integer, got {raw!r}")
+        return int(f)
+    if hint is float:
+        if isinstance(raw, bool):
+            raise ConfigError(f"config key '{key}': expected a number, got {raw!r}")
+        try:
+            return float(raw)
+        except (TypeError, ValueError):
+            raise ConfigError(f"config key '{key}': expected a number, got {raw!r}") from None
+    if hint is str:
+        if not isinstance(raw, (str, int, float)):
+            raise ConfigError(f"config key '{key}': expected a string, got {raw!r}")
+        return str(raw)
+    return raw
+
+
+def apply_overrides(base: TrainConfig, overrides: dict[str, Any]) -> TrainConfig:
+    """Return a new config with ``overrides`` applied; unknown keys and bad values name the key."""
+    hints = type_hints()
+    values = {f.name: getattr(base, f.name) for f in fields(base)}
+    for key, raw in overrides.items():
+        key = key.replace("-", "_")
+        if key not in hints:
+            close = [k for k in hints if key.split("_")[0] in k][:3]
+            hint = f" (did you mean {', '.join(close)}?)" if close else ""
+            raise ConfigError(f"unknown config key '{key}'{hint}; see `swiniqa config --preset demo` for all keys")
+        values[key] = _parse_value(key, raw, hints[key])
+    return TrainConfig(**values)
+
+
+def validate(cfg: TrainConfig) -> None:
+    """Check values that types alone do not; raise ConfigError naming the key and the fix."""
+
+    def bad(key: str, why: str) -> None:
+        raise ConfigError(f"config key '{key}' = {getattr(cfg, key)!r}: {why}")
+
+    hints = type_hints()
+    for f in fields(cfg):
+        v = getattr(cfg, f.name)
+        h = hints[f.name]
+        if h in (int, float) and (isinstance(v, bool) or not isinstance(v, (int, float))):
+            bad(f.name, f"expected a number")
+        if h is bool and not isinstance(v, bool):
+            bad(f.name, "expected true/false")
+    if cfg.backbone not in BACKBONES:
+        bad("backbone", f"choose one of {', '.join(BACKBONES)}")
+    if cfg.backbone == "swin" and cfg.model_size not in SWIN_SIZES:
+        bad("model_size", f"choose one of {', '.join(SWIN_SIZES)}")
+    if cfg.loss not in LOSSES:
+        bad("loss", f"choose one of {', '.join(LOSSES)}")
+    if cfg.schedule not in SCHEDULES:
+        bad("schedule", f"choose one of {', '.join(SCHEDULES)}")
+    for key in ("lr", "batch_size", "epochs", "patch_size", "train_patches", "test_patches",
+                "num_workers", "feature_size", "hyper_in_channels", "target_in", "lda_out"):
+        if not getattr(cfg, key) > 0:
+            bad(key, "must be > 0")
+    for key in ("lr_ratio",):
+        if not getattr(cfg, key) > 0:
+            bad(key, "must be > 0")
+    for key in ("weight_decay", "grad_clip", "rank_weight", "warmup_epochs", "max_failures", "loader_threads"):
+        if getattr(cfg, key) < 0:
+            bad(key, "must be >= 0")
+    for key in ("drop_path", "dropout", "min_lr_ratio"):
+        if not 0 <= getattr(cfg, key) < 1:
+            bad(key, "must be in [0, 1)")
+    if not (0 <= cfg.val_fraction < 1 and 0 <= cfg.test_fraction < 1 and cfg.val_fraction + cfg.test_fraction < 1):
+        bad("val_fraction", "val_fraction and test_fraction must be in [0, 1) and sum to < 1")
+    if cfg.patience < 1:
+        bad("patience", "must be >= 1 (use a large number to disable early stopping)")
+    if cfg.resize is not None and (len(cfg.resize) != 2 or min(cfg.resize) < cfg.patch_size):
+        bad("resize", f"give height,width, both >= patch_size ({cfg.patch_size}), or none")
+    if cfg.resize_short is not None and cfg.resize_short < cfg.patch_size:
+        bad("resize_short", f"must be >= patch_size ({cfg.patch_size})")
+    if cfg.target_in <= 3 * cfg.lda_out:
+        bad("target_in", "must exceed 3 * lda_out (the last LDA head fills the rest)")
+    if cfg.cpus_per_worker <= 0:
+        bad("cpus_per_worker", "must be > 0")
+    if cfg.pretrained_path and not cfg.pretrained:
+        bad("pretrained_path", "set pretrained=true too, or drop pretrained_path")
+
+
+def preset(name: str) -> TrainConfig:
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset '{name}'; choose one of {', '.join(PRESETS)}")
+    return apply_overrides(TrainConfig(), PRESETS[name])
+
+
+def load_file(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a YAML or JSON config file into a dict of overrides."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file not found: {p}; pass an existing .yaml or .json file to --config")
+    text = p.read_text()
+    try:
+        if p.suffix.lower() == ".json":
+            data = json.loads(text)
+        else:
+            import yaml
+
+            data = yaml.safe_load(text)
+    except Exception as e:  # noqa: BLE001 - any parse error is a user error
+        raise ConfigError(f"cannot parse config file {p}: {str(e).splitlines()[0]}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {p} must hold a mapping of key: value")
+    return data
+
+
+def load_config(preset_name: Optional[str] = None, config_file: Optional[str] = None,
+                overrides: Optional[dict[str, Any]] = None) -> TrainConfig:
+    """Preset, then file, then overrides (later wins): what the CLI and notebooks both call."""
+    cfg = preset(preset_name) if preset_name else TrainConfig()
+    if config_file:
+        cfg = apply_overrides(cfg, load_file(config_file))
+    if overrides:
+        cfg = apply_overrides(cfg, overrides)
+    return cfg
+
+
+def parse_set(items: list[str]) -> dict[str, str]:
+    """Parse ``--set key=value`` items."""
+    out: dict[str, str] = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"--set expects key=value, got '{item}'")
+        k, v = item.split("=", 1)
+        out[k.strip()] = v.strip()
+    return out
+
+
+def save_config(cfg: TrainConfig, path: str | os.PathLike) -> None:
+    Path(path).write_text(json.dumps(cfg.to_dict(), indent=2, sort_keys=True) + "\n")
+
+
+def config_from_dict(d: dict[str, Any]) -> TrainConfig:
+    """Rebuild a saved config; keys from newer versions are an error that names them."""
+    return apply_overrides(TrainConfig(), d)
+
+
+__all__ = [
+    "TrainConfig", "PRESETS", "SWIN_SIZES", "CPU_STAND_INS", "preset", "load_config", "apply_overrides",
+    "parse_set", "save_config", "config_from_dict", "load_file", "validate",
+]

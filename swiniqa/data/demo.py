@@ -1,0 +1,133 @@
+"""The embedded demo dataset: real photographs from scikit-image, degraded KADID-style.
+
+Each source photo (shipped inside the scikit-image wheel, so no download) is centre-cropped to
+``SIZE`` x ``SIZE`` and degraded by five distortion types at five levels. The score is a documented
+monotone function of severity only: ``mos = 5 - 0.8 * level`` (pristine 5.0, level 5 -> 1.0), so a
+model must learn severity across distortion types. Records are grouped by source photo, so a split
+by group keeps validation content unseen.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageFilter
+
+VERSION = 1
+SIZE = 256
+LEVELS = 5
+#: scikit-image data files used as content (colour and greyscale photographs, textures).
+SOURCES = ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "hubble_deep_field.jpg", "ihc.png",
+           "motorcycle_left.png", "retina.jpg", "camera.png", "moon.png", "coins.png", "brick.png", "grass.png",
+           "gravel.png")
+
+
+def _blur(im: Image.Image, lvl: int) -> Image.Image:
+    return im.filter(ImageFilter.GaussianBlur((0.7, 1.3, 2.0, 3.0, 4.5)[lvl - 1]))
+
+
+def _noise(im: Image.Image, lvl: int, rng: np.random.Generator) -> Image.Image:
+    a = np.asarray(im, dtype=np.float32)
+    a = a + rng.normal(0, (6, 12, 20, 30, 45)[lvl - 1], a.shape)
+    return Image.fromarray(np.clip(a, 0, 255).astype(np.uint8))
+
+
+def _jpeg(im: Image.Image, lvl: int) -> Image.Image:
+    buf = io.BytesIO()
+    im.save(buf, "JPEG", quality=(35, 18, 10, 6, 3)[lvl - 1])
+    buf.seek(0)
+    return Image.open(buf).convert("RGB")
+
+
+def _contrast(im: Image.Image, lvl: int) -> Image.Image:
+    a = np.asarray(im, dtype=np.float32)
+    f = (0.7, 0.5, 0.35, 0.24, 0.15)[lvl - 1]
+    return Image.fromarray(np.clip((a - a.mean()) * f + a.mean(), 0, 255).astype(np.uint8))
+
+
+def _pixelate(im: Image.Image, lvl: int) -> Image.Image:
+    f = (1.6, 2.2, 3.0, 4.0, 6.0)[lvl - 1]
+    small = im.resize((max(1, round(im.width / f)), max(1, round(im.height / f))), Image.BOX)
+    return small.resize(im.size, Image.NEAREST)
+
+
+DISTORTIONS = {"blur": _blur, "noise": _noise, "jpeg": _jpeg, "contrast": _contrast, "pixelate": _pixelate}
+
+
+def mos_for_level(level: int) -> float:
+    """The documented score: 5 for pristine, minus 0.8 per severity level."""
+    return 5.0 - 0.8 * level
+
+
+def _source_image(name: str) -> Image.Image:
+    import skimage
+
+    a = np.asarray(Image.open(Path(skimage.__file__).parent / "data" / name))
+    if a.ndim == 2:
+        a = np.stack([a] * 3, axis=-1)
+    a = a[..., :3]
+    if a.dtype != np.uint8:
+        a = (255 * (a - a.min()) / max(1e-9, float(a.max() - a.min()))).astype(np.uint8)
+    im = Image.fromarray(a)
+    s = SIZE / min(im.size)
+    im = im.resize((max(SIZE, round(im.width * s)), max(SIZE, round(im.height * s))), Image.BICUBIC)
+    left, top = (im.width - SIZE) // 2, (im.height - SIZE) // 2
+    return im.crop((left, top, left + SIZE, top + SIZE))
+
+
+def default_demo_root() -> Path:
+    base = os.environ.get("SWINIQA_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "swiniqa")
+    return Path(base) / f"demo-v{VERSION}"
+
+
+def write_demo(out: str | os.PathLike | None = None, progress: bool = False) -> Path:
+    """Generate the demo dataset into ``out`` (default: the cache); atomic, idempotent.
+
+    Layout: ``images/<source>_<distortion>_<level>.png`` and ``labels.csv`` with columns
+    ``image,mos,source,distortion,level``.
+    """
+    root = Path(out) if out else default_demo_root()
+    if (root / "labels.csv").is_file():
+        return root
+    root.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".demo-", dir=root.parent))
+    (tmp / "images").mkdir()
+    rng = np.random.default_rng(1234)
+    rows = []
+    for i, fname in enumerate(SOURCES):
+        src = fname.split(".")[0]
+        if progress:
+            import sys
+
+            print(f"\rdemo data: {i + 1}/{len(SOURCES)} source photos", end="", file=sys.stderr, flush=True)
+        ref = _source_image(fname)
+        name = f"{src}_ref_0.png"
+        ref.save(tmp / "images" / name)
+        rows.append((name, mos_for_level(0), src, "none", 0))
+        for dname, fn in DISTORTIONS.items():
+            for lvl in range(1, LEVELS + 1):
+                im = fn(ref, lvl, rng) if dname == "noise" else fn(ref, lvl)
+                name = f"{src}_{dname}_{lvl}.png"
+                im.save(tmp / "images" / name)
+                rows.append((name, mos_for_level(lvl), src, dname, lvl))
+    if progress:
+        print(file=__import__("sys").stderr)
+    with open(tmp / "labels.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["image", "mos", "source", "distortion", "level"])
+        w.writerows(rows)
+    try:
+        tmp.rename(root)
+    except OSError:  # another process won the race, or root exists half-made
+        if not (root / "labels.csv").is_file():
+            shutil.rmtree(root, ignore_errors=True)
+            tmp.rename(root)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return root

@@ -1,0 +1,74 @@
+"""Backbones: timm feature extractors returning four NCHW stage maps.
+
+Channel widths and strides come from timm's ``feature_info``; nothing downstream tabulates them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import timm
+import torch
+from torch import nn
+
+from swiniqa.config import SWIN_SIZES, TrainConfig
+from swiniqa.errors import CheckpointError, ConfigError
+
+_SWIN_TEMPLATE = "swin_tiny_patch4_window7_224"
+
+
+class Backbone(nn.Module):
+    """Wraps a timm ``features_only`` model; ``forward`` returns four NCHW maps, shallow to deep."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+        info = net.feature_info
+        self.channels: list[int] = list(info.channels())
+        self.reductions: list[int] = list(info.reduction())
+        # timm's Swin emits NHWC; CNNs emit NCHW.
+        self.nhwc = getattr(net, "output_fmt", "NCHW") == "NHWC"
+        if len(self.channels) != 4:
+            raise ConfigError(f"backbone gives {len(self.channels)} stages; the head needs 4")
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        feats = self.net(x)
+        if self.nhwc:
+            feats = [f.permute(0, 3, 1, 2) for f in feats]
+        return [f.contiguous(memory_format=torch.channels_last) if f.is_cuda else f for f in feats]
+
+
+def _timm_args(cfg: TrainConfig) -> tuple[str, dict]:
+    if cfg.backbone == "resnet50":
+        return "resnet50", dict(out_indices=(1, 2, 3, 4))
+    spec = dict(SWIN_SIZES[cfg.model_size])
+    name = spec.pop("timm_name", _SWIN_TEMPLATE)
+    kwargs = dict(drop_path_rate=cfg.drop_path, img_size=cfg.patch_size, **spec)
+    return name, kwargs
+
+
+def create_backbone(cfg: TrainConfig) -> Backbone:
+    """Build the configured backbone; ``pretrained_path`` loads local weights for offline clusters."""
+    name, kwargs = _timm_args(cfg)
+    custom = cfg.backbone == "swin" and "timm_name" not in SWIN_SIZES[cfg.model_size]
+    if cfg.pretrained and custom and not cfg.pretrained_path:
+        raise ConfigError(
+            f"model_size '{cfg.model_size}' has no published ImageNet weights; set pretrained=false "
+            "or give pretrained_path to a weights file of that shape")
+    overlay = None
+    if cfg.pretrained and cfg.pretrained_path:
+        p = Path(cfg.pretrained_path)
+        if not p.is_file():
+            raise ConfigError(f"pretrained_path not found: {p}; give a .safetensors/.pth file of {name} weights")
+        overlay = dict(file=str(p))
+    try:
+        net = timm.create_model(name, pretrained=cfg.pretrained, features_only=True,
+                                pretrained_cfg_overlay=overlay, **kwargs)
+    except (OSError, RuntimeError, ValueError) as e:
+        if not cfg.pretrained:
+            raise
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise CheckpointError(
+            f"cannot load ImageNet weights for {name} ({msg}); on an offline machine download them once "
+            "and pass pretrained_path=/path/to/weights.safetensors (or pretrained=false)") from None
+    return Backbone(net)

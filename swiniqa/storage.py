@@ -1,0 +1,57 @@
+"""Local paths and ``s3://`` / ``gs://`` URIs through pyarrow filesystems."""
+
+from __future__ import annotations
+
+import os
+
+from swiniqa.errors import SwiniqaError
+
+
+def is_remote(uri: str) -> bool:
+    return "://" in str(uri) and not str(uri).startswith("file://")
+
+
+def filesystem(uri: str):
+    """(pyarrow FileSystem, path) for a local path or URI; errors name the URI."""
+    import pyarrow.fs as pafs
+
+    try:
+        if "://" in str(uri):
+            return pafs.FileSystem.from_uri(str(uri))
+        return pafs.LocalFileSystem(), os.path.abspath(str(uri))
+    except Exception as e:  # noqa: BLE001
+        raise SwiniqaError(f"cannot open storage {uri}: {str(e).splitlines()[0]}; check the URI and credentials "
+                           "(taken from the environment)") from None
+
+
+def copy_dir(local_dir: str, uri: str) -> None:
+    """Copy a local folder's files to ``uri`` (created)."""
+    import pyarrow.fs as pafs
+
+    fs, path = filesystem(uri)
+    try:
+        fs.create_dir(path, recursive=True)
+        pafs.copy_files(local_dir, path, destination_filesystem=fs)
+    except Exception as e:  # noqa: BLE001
+        raise SwiniqaError(f"cannot write to {uri}: {str(e).splitlines()[0]}") from None
+
+
+def ensure_writable(uri: str) -> str:
+    """Create the output location and prove it is writable before any work starts."""
+    if is_remote(uri):
+        fs, path = filesystem(uri)
+        try:
+            fs.create_dir(path, recursive=True)
+        except Exception as e:  # noqa: BLE001
+            raise SwiniqaError(f"output {uri} is not writable: {str(e).splitlines()[0]}; check credentials") from None
+        return uri
+    path = os.path.abspath(uri)
+    try:
+        os.makedirs(path, exist_ok=True)
+        probe = os.path.join(path, ".swiniqa-write-test")
+        with open(probe, "w") as f:
+            f.write("ok")
+        os.remove(probe)
+    except OSError as e:
+        raise SwiniqaError(f"output folder {path} is not writable ({e.strerror}); pick another with --output") from None
+    return path

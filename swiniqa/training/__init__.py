@@ -1,0 +1,1 @@
+"""Per-worker train loop, the Ray Train driver and checkpoints."""

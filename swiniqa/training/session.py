@@ -1,0 +1,80 @@
+"""Where a training loop runs: inside Ray Train, or in-process (tests, benchmarks, notebooks).
+
+The loop only talks to a ``Session``: rank, world size, the checkpoint to resume from, and ``report``.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from typing import Any, Callable, Optional
+
+
+class Session:
+    rank = 0
+    world = 1
+    under_ray = False
+
+    def latest_checkpoint(self) -> Optional[str]:
+        return None
+
+    def report(self, metrics: dict[str, Any], write: Optional[Callable[[str], None]]) -> None:
+        """Report metrics; ``write(dir)`` fills a checkpoint folder (called on rank 0 only)."""
+        raise NotImplementedError
+
+
+class LocalSession(Session):
+    """In-process: checkpoints go to ``<run_dir>/checkpoint_<epoch>``; keeps every report in memory."""
+
+    def __init__(self, run_dir: Optional[str] = None, resume: bool = True):
+        self.run_dir = run_dir
+        self.reports: list[dict[str, Any]] = []
+        self._resume = resume
+
+    def latest_checkpoint(self) -> Optional[str]:
+        if not (self._resume and self.run_dir and os.path.isdir(self.run_dir)):
+            return None
+        from swiniqa.training.checkpoint import find_checkpoints, read_metrics
+
+        cks = find_checkpoints(self.run_dir)
+        return str(max(cks, key=lambda c: read_metrics(c).get("epoch", -1))) if cks else None
+
+    def report(self, metrics, write):
+        self.reports.append(dict(metrics))
+        if write is not None and self.run_dir:
+            write(os.path.join(self.run_dir, f"checkpoint_epoch{metrics['epoch']:04d}"))
+
+
+class RaySession(Session):
+    under_ray = True
+
+    def __init__(self):
+        import ray.train
+
+        ctx = ray.train.get_context()
+        self.rank = ctx.get_world_rank()
+        self.world = ctx.get_world_size()
+        self.local_rank = ctx.get_local_rank()
+
+    def latest_checkpoint(self) -> Optional[str]:
+        import ray.train
+
+        ck = ray.train.get_checkpoint()
+        if ck is None:
+            return None
+        # Local storage: use the folder in place; remote: download once to a temp folder.
+        fs_path = getattr(ck, "path", None)
+        if fs_path and os.path.isdir(fs_path):
+            return fs_path
+        return ck.to_directory(tempfile.mkdtemp(prefix="swiniqa-resume-"))
+
+    def report(self, metrics, write):
+        import ray.train
+
+        with tempfile.TemporaryDirectory(prefix="swiniqa-ckpt-") as d:
+            ckpt = None
+            if write is not None and self.rank == 0:
+                write(d)
+                ckpt = ray.train.Checkpoint.from_directory(d)
+            ray.train.report(metrics, checkpoint=ckpt,
+                             checkpoint_dir_name=f"checkpoint_epoch{metrics['epoch']:04d}")

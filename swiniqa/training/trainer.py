@@ -1,0 +1,241 @@
+"""Driver side of one training run: validate data, build the TorchTrainer, show progress, summarise.
+
+Everything that can fail because of the user's input (config, dataset, output folder, broken images)
+is checked here, before a single worker starts.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import threading
+import time
+import uuid
+from typing import Any, Optional
+
+import numpy as np
+
+from swiniqa.config import TrainConfig
+from swiniqa.data.records import Record, read_dataset
+from swiniqa.data.splits import split_dataset
+from swiniqa.errors import DataError, SwiniqaError, TrainingError
+from swiniqa.storage import ensure_writable, is_remote
+
+QUIET_ENV = {
+    "RAY_USAGE_STATS_ENABLED": "0",
+    "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0",
+    "RAY_DEDUP_LOGS": "1",
+    "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "0",
+}
+
+
+def prepare_splits(cfg: TrainConfig, check: bool = True, progress: bool = True) -> tuple[dict[str, list[Record]], dict]:
+    """Read the dataset, split it by content and (optionally) decode-check every image.
+
+    Returns the splits and a data report (images, skipped files). Broken files stop here, by name,
+    unless ``cfg.skip_bad_images``.
+    """
+    info = read_dataset(cfg.dataset, cfg.data_root)
+    report: dict[str, Any] = {"dataset": cfg.dataset, "images": len(info.records), "skipped": []}
+    if check:
+        from swiniqa.data.check import check_dataset
+
+        rep = check_dataset(info, resize=cfg.resize, resize_short=cfg.resize_short, min_side=cfg.patch_size,
+                            threads=max(1, cfg.loader_threads), progress=progress)
+        if rep.errors:
+            if not cfg.skip_bad_images:
+                names = "; ".join(f"{e['image']} ({e['why']})" for e in rep.errors[:5])
+                more = f" and {len(rep.errors) - 5} more" if len(rep.errors) > 5 else ""
+                raise DataError(f"{len(rep.errors)} broken image(s) in {info.root}: {names}{more}; fix them, "
+                                "see `swiniqa data check`, or pass --skip-bad-images to train on the rest")
+            bad = {e["image"] for e in rep.errors}
+            info.records = [r for r in info.records if r.path not in bad]
+            report["skipped"] = sorted(bad)
+    splits = split_dataset(info, cfg.seed, cfg.val_fraction, cfg.test_fraction)
+    if not splits["train"] or not splits["val"]:
+        raise DataError(f"dataset {cfg.dataset} at {info.root}: the split left no training or validation images")
+    report.update({k: len(v) for k, v in splits.items()})
+    return splits, report
+
+
+def label_stats(train: list[Record]) -> tuple[float, float]:
+    """Mean and std of the training scores: the network learns standardised scores."""
+    s = np.array([r.score for r in train], dtype=np.float64)
+    std = float(s.std())
+    return float(s.mean()), std if std > 0 else 1.0
+
+
+def loop_config(cfg: TrainConfig, splits=None, tensorboard: Optional[str] = None,
+                tensorboard_remote: Optional[str] = None, progress=None, torch_threads: Optional[int] = None,
+                check: bool = True) -> dict[str, Any]:
+    """Everything a worker needs, as plain data (records travel as tuples)."""
+    if splits is None:
+        splits, _ = prepare_splits(cfg, check=check, progress=False)
+    return {
+        "config": cfg.to_dict(),
+        "splits": {k: [(r.path, r.score, r.group) for r in v] for k, v in splits.items()},
+        "label_stats": label_stats(splits["train"]),
+        "tensorboard": tensorboard,
+        "tensorboard_remote": tensorboard_remote,
+        "progress": progress,
+        "torch_threads": torch_threads,
+        "fit_id": uuid.uuid4().hex,
+    }
+
+
+def ensure_ray(num_cpus: Optional[int] = None) -> None:
+    """Connect to ``RAY_ADDRESS`` when set, else start a quiet local Ray (dashboard on, loopback only:
+    Tune's early stopping needs the state API to free stopped trials' workers)."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    for k, v in QUIET_ENV.items():
+        os.environ.setdefault(k, v)
+    kwargs: dict[str, Any] = dict(log_to_driver=bool(os.environ.get("SWINIQA_RAY_LOGS")),
+                                  logging_level="ERROR", configure_logging=True)
+    if os.environ.get("RAY_ADDRESS"):
+        ray.init(address=os.environ["RAY_ADDRESS"], **kwargs)
+    else:
+        ray.init(num_cpus=num_cpus, dashboard_host="127.0.0.1", **kwargs)
+
+
+def cpus_per_worker(cfg: TrainConfig) -> float:
+    """``cpus_per_worker`` when given; else for CPU training the cluster's CPUs split over the workers,
+    for GPU training 4 (loader threads + the training process)."""
+    if cfg.cpus_per_worker > 0:
+        return cfg.cpus_per_worker
+    if cfg.use_gpu:
+        return 4.0
+    import ray
+
+    total = ray.cluster_resources().get("CPU", 1.0)
+    return max(1.0, float(int(total // cfg.num_workers)))
+
+
+def _progress_line(m: dict[str, Any], epochs: int) -> str:
+    return (f"epoch {m['epoch']:>3}/{epochs}  loss {m['train_loss']:.4f}  val SRCC {m['val_srcc']:.4f}  "
+            f"PLCC {m['val_plcc']:.4f}  best {m['best_val_srcc']:.4f}@{m['best_epoch']}  "
+            f"{m['epoch_time_s']:.1f}s  {m['train_patches_per_s']:.0f} patches/s"
+            + (f"  restarts {m['restarts']}" if m.get("restarts") else ""))
+
+
+def _worker_error(e: BaseException) -> SwiniqaError:
+    """Turn a Ray Train failure into one line, keeping our own errors' text."""
+    text = str(e)
+    m = re.findall(r"(?:swiniqa\.errors\.)?(TrainingError|DataError|ConfigError|CheckpointError): (.+)", text)
+    if m:
+        return TrainingError(m[-1][1].strip())
+    last = [ln for ln in text.splitlines() if ln.strip()]
+    return TrainingError(f"training failed: {last[-1][:300] if last else type(e).__name__} "
+                         "(rerun with --debug for the worker traceback)")
+
+
+def run_training(cfg: TrainConfig, progress: bool = True, callbacks: Optional[list] = None,
+                 check_data: bool = True) -> dict[str, Any]:
+    """Train one configuration through Ray Train and return the summary (also what ``--json`` prints)."""
+    t_start = time.time()
+    name = cfg.name or time.strftime("train-%Y%m%d-%H%M%S")
+    output = ensure_writable(cfg.output)
+    splits, data_report = prepare_splits(cfg, check=check_data, progress=progress)
+    if cfg.use_gpu:
+        import torch
+
+        if not torch.cuda.is_available() and not os.environ.get("RAY_ADDRESS"):
+            raise SwiniqaError("--gpu was given but this machine has no CUDA GPU; drop --gpu, or submit to a GPU "
+                               "cluster (RAY_ADDRESS)")
+    ensure_ray()
+    import ray.train
+    from ray.train.torch import TorchTrainer
+    from ray.util.queue import Queue
+
+    remote = is_remote(output)
+    run_uri = f"{output.rstrip('/')}/{name}"
+    if remote:
+        import tempfile
+
+        tb_local, tb_remote = tempfile.mkdtemp(prefix=f"swiniqa-tb-{name}-"), f"{run_uri}/tensorboard"
+    else:
+        tb_local, tb_remote = os.path.join(run_uri, "tensorboard"), None
+    cpus = cpus_per_worker(cfg)
+    queue = Queue(actor_options={"num_cpus": 0}) if progress else None
+    lc = loop_config(cfg, splits, tensorboard=tb_local, tensorboard_remote=tb_remote, progress=queue,
+                     torch_threads=max(1, int(cpus)))
+    from swiniqa.training.loop import train_worker
+
+    trainer = TorchTrainer(
+        train_worker,
+        train_loop_config=lc,
+        scaling_config=ray.train.ScalingConfig(num_workers=cfg.num_workers, use_gpu=cfg.use_gpu,
+                                               resources_per_worker={"CPU": cpus}),
+        run_config=ray.train.RunConfig(
+            name=name,
+            storage_path=output,
+            checkpoint_config=ray.train.CheckpointConfig(
+                num_to_keep=2, checkpoint_score_attribute="val_srcc", checkpoint_score_order="max"),
+            failure_config=ray.train.FailureConfig(max_failures=cfg.max_failures),
+            callbacks=callbacks or None,
+        ),
+    )
+    if progress:
+        print(f"training {name}: {cfg.backbone}/{cfg.model_size} multiscale={cfg.multiscale} "
+              f"attention={cfg.attention} on {data_report['train']} train / {data_report['val']} val / "
+              f"{data_report['test']} test images, {cfg.num_workers} worker(s)", file=sys.stderr, flush=True)
+    box: dict[str, Any] = {}
+
+    def fit():
+        try:
+            box["result"] = trainer.fit()
+        except BaseException as e:  # noqa: BLE001 - re-raised below as one line
+            box["error"] = e
+
+    th = threading.Thread(target=fit, daemon=True)
+    th.start()
+    last_epoch = 0
+    while th.is_alive():
+        th.join(timeout=0.5)
+        if queue is not None:
+            while not queue.empty():
+                m = queue.get_nowait()
+                if m["epoch"] > last_epoch or m.get("restarts"):
+                    print(_progress_line(m, cfg.epochs), file=sys.stderr, flush=True)
+                    last_epoch = m["epoch"]
+    if queue is not None:
+        while not queue.empty():
+            print(_progress_line(queue.get_nowait(), cfg.epochs), file=sys.stderr, flush=True)
+        ray.kill(queue.actor)
+    if "error" in box:
+        if os.environ.get("SWINIQA_DEBUG"):
+            raise box["error"]
+        raise _worker_error(box["error"]) from None
+    result = box["result"]
+    if result.error is not None:
+        raise _worker_error(result.error)
+    final = result.return_value or {}
+    best = None
+    try:
+        best = result.get_best_checkpoint("val_srcc", "max")
+    except Exception:  # noqa: BLE001 - no checkpoint with a finite score
+        best = None
+    best = best or result.checkpoint
+    df = result.metrics_dataframe
+    summary = {
+        "name": name,
+        "run_dir": run_uri,
+        "srcc": final.get("best_val_srcc"),
+        "plcc": final.get("best_val_plcc"),
+        "best_epoch": final.get("best_epoch"),
+        "test_srcc": final.get("test_srcc"),
+        "test_plcc": final.get("test_plcc"),
+        "test_krcc": final.get("test_krcc"),
+        "checkpoint": best.path if best else None,
+        "tensorboard": tb_remote or tb_local,
+        "epochs": final.get("epochs_run", int(df["epoch"].max()) if df is not None and len(df) else 0),
+        "stopped_early": final.get("stopped_early", False),
+        "restarts": final.get("restarts", 0),
+        "data": data_report,
+        "wall_time_s": round(time.time() - t_start, 1),
+        "config": cfg.to_dict(),
+    }
+    return summary

@@ -1,0 +1,94 @@
+import pytest
+import torch
+
+from swiniqa import TrainConfig, build_model, count_parameters
+from swiniqa.models.target import target_forward, target_forward_naive
+
+# Reference architecture's parameter counts (REFERENCE_RESULTS.md), millions.
+REFERENCE = [
+    ("swin", "tiny", True, True, 29.52),
+    ("swin", "small", True, True, 50.84),
+    ("swin", "base", True, True, 89.11),
+    ("swin", "base", False, False, 88.39),
+    ("swin", "base", True, False, 88.85),
+    ("swin", "tiny", False, False, 28.98),
+    ("resnet50", "base", False, False, 27.38),
+]
+
+
+@pytest.mark.parametrize("backbone,size,ms,att,millions", REFERENCE)
+def test_parameter_counts_match_reference(backbone, size, ms, att, millions):
+    m = build_model(TrainConfig(backbone=backbone, model_size=size, multiscale=ms, attention=att, pretrained=False))
+    assert abs(count_parameters(m) / 1e6 - millions) / millions < 0.01
+
+
+@pytest.mark.parametrize("ms,att", [(False, False), (True, False), (True, True), (False, True)])
+def test_output_shape_and_grad(ms, att):
+    m = build_model(TrainConfig(model_size="nano", multiscale=ms, attention=att, pretrained=False))
+    x = torch.rand(3, 3, 224, 224, requires_grad=True)
+    y = m(x)
+    assert y.shape == (3,)
+    y.sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()
+
+
+def test_uint8_input_equals_float_input():
+    m = build_model(TrainConfig(model_size="nano", pretrained=False)).eval()
+    x8 = torch.randint(0, 256, (2, 3, 224, 224), dtype=torch.uint8)
+    with torch.no_grad():
+        torch.testing.assert_close(m(x8), m(x8.float() / 255), rtol=1e-5, atol=1e-5)
+
+
+def test_resnet_baseline_shapes():
+    m = build_model(TrainConfig(backbone="resnet50", multiscale=False, attention=False, pretrained=False)).eval()
+    with torch.no_grad():
+        assert m(torch.rand(2, 3, 224, 224)).shape == (2,)
+
+
+def test_channels_come_from_backbone():
+    m = build_model(TrainConfig(model_size="micro", pretrained=False))
+    assert m.backbone.channels == [32, 64, 128, 256]
+    # multi-scale reduction sees the sum of stage widths
+    assert m.head.hyper.reduce[0].in_channels == sum(m.backbone.channels)
+
+
+def test_target_network_matches_naive_per_image_loop():
+    torch.manual_seed(0)
+    B, sizes = 5, [224, 112, 56, 28, 14, 1]
+    x = torch.randn(B, sizes[0])
+    ws = [torch.randn(B, o, i) * 0.1 for i, o in zip(sizes[:-1], sizes[1:])]
+    bs = [torch.randn(B, o) * 0.1 for o in sizes[1:]]
+    torch.testing.assert_close(target_forward(x, ws, bs), target_forward_naive(x, ws, bs), rtol=1e-5, atol=1e-6)
+
+
+def test_label_scale_is_saved_in_state_dict():
+    m = build_model(TrainConfig(model_size="nano", pretrained=False))
+    m.set_label_scale(50.0, 10.0)
+    sd = m.state_dict()
+    assert float(sd["score_shift"]) == 50.0 and float(sd["score_scale"]) == 10.0
+
+
+def test_pretrained_custom_size_without_path_is_a_clear_error():
+    from swiniqa.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="pretrained_path"):
+        build_model(TrainConfig(model_size="nano", pretrained=True))
+
+
+def test_pretrained_path_missing_file_is_a_clear_error(tmp_path):
+    from swiniqa.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="pretrained_path not found"):
+        build_model(TrainConfig(model_size="tiny", pretrained=True, pretrained_path=str(tmp_path / "nope.pth")))
+
+
+def test_pretrained_path_loads_local_weights(tmp_path):
+    import timm
+    from safetensors.torch import save_file
+
+    src = timm.create_model("swin_tiny_patch4_window7_224", pretrained=False)
+    torch.nn.init.constant_(src.patch_embed.proj.weight, 0.0123)
+    save_file(src.state_dict(), str(tmp_path / "w.safetensors"))
+    m = build_model(TrainConfig(model_size="tiny", pretrained=True, pretrained_path=str(tmp_path / "w.safetensors")))
+    w = dict(m.backbone.net.named_parameters())["patch_embed.proj.weight"]
+    assert torch.allclose(w, torch.full_like(w, 0.0123))
