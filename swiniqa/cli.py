@@ -147,6 +147,15 @@ def cmd_data_check(args: argparse.Namespace) -> int:
     return 0 if rep.ok else 1
 
 
+def cmd_import_weights(args: argparse.Namespace) -> int:
+    from swiniqa.training.checkpoint import import_weights
+
+    cfg = config_from_args(args, default_preset="paper")
+    out = import_weights(args.file, cfg, args.out)
+    emit({"checkpoint": str(out)}, args.json, lambda s: f"checkpoint written to {s['checkpoint']}")
+    return 0
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     global _DEBUG
     parser = argparse.ArgumentParser(prog="swiniqa", description=__doc__.splitlines()[0])
@@ -164,6 +173,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--quiet", action="store_true", help="no per-epoch progress on stderr")
 
     p = verb("config", cmd_config, "print the resolved config (all keys)")
+    _add_config_args(p)
+
+    p = verb("import-weights", cmd_import_weights,
+             "convert a foreign state dict (.pth/.pt/.pkl/.safetensors) into a checkpoint folder, never unpickling code")
+    p.add_argument("file")
+    p.add_argument("--out", required=True, help="checkpoint folder to write")
     _add_config_args(p)
 
     data = sub.add_parser("data", help="datasets: demo data, checks").add_subparsers(dest="data_verb", required=True)

@@ -30,7 +30,9 @@ SWIN_SIZES: dict[str, dict[str, Any]] = {
 }
 #: Which CPU size stands in for which paper size in ``--preset demo`` studies.
 CPU_STAND_INS = {"tiny": "nano", "small": "micro", "base": "mini"}
-BACKBONES = ("swin", "resnet50")
+#: "swin" sizes come from SWIN_SIZES; ResNets are timm names (resnet50 = original HyperIQA baseline,
+#: smaller ones are CPU stand-ins).
+BACKBONES = ("swin", "resnet50", "resnet18", "resnet10t")
 LOSSES = ("l1", "l1+rank")
 SCHEDULES = ("cosine", "constant")
 
@@ -69,6 +71,8 @@ class TrainConfig:
     val_fraction: float = 0.1
     test_fraction: float = 0.2
     skip_bad_images: bool = False
+    #: Use at most this many images per split (seeded pick; 0 = all): smoke tests and quick looks.
+    max_images: int = 0
     # --- optimisation ------------------------------------------------------------------------
     lr: float = 5e-7
     lr_ratio: float = 10.0
@@ -123,8 +127,10 @@ PRESETS: dict[str, dict[str, Any]] = {
     # Fits a 2-core CPU in minutes: CPU-size Swin from scratch on the embedded demo data.
     "demo": dict(
         dataset="demo",
-        model_size="micro",
+        model_size="nano",
         pretrained=False,
+        # The demo tiles are 160 px; 128 px patches see most of a tile and cost a third of 224 px ones.
+        patch_size=128,
         resize=None,
         drop_path=0.0,
         dropout=0.0,
@@ -134,9 +140,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         test_fraction=0.15,
         weight_decay=1e-4,
         warmup_epochs=1,
-        epochs=8,
+        epochs=24,
         batch_size=32,
-        train_patches=4,
+        train_patches=2,
         test_patches=4,
         patience=100,
         use_gpu=False,
@@ -233,6 +239,11 @@ def validate(cfg: TrainConfig) -> None:
         bad("backbone", f"choose one of {', '.join(BACKBONES)}")
     if cfg.backbone == "swin" and cfg.model_size not in SWIN_SIZES:
         bad("model_size", f"choose one of {', '.join(SWIN_SIZES)}")
+    if cfg.backbone == "swin" and cfg.model_size in SWIN_SIZES:
+        if "timm_name" in SWIN_SIZES[cfg.model_size] and cfg.patch_size != 224:
+            bad("patch_size", f"Swin-{cfg.model_size} (window 7) takes 224 px patches")
+        if cfg.patch_size % 32:
+            bad("patch_size", "must be a multiple of 32 (the Swin stages downsample 32x)")
     if cfg.loss not in LOSSES:
         bad("loss", f"choose one of {', '.join(LOSSES)}")
     if cfg.schedule not in SCHEDULES:
@@ -244,7 +255,8 @@ def validate(cfg: TrainConfig) -> None:
     for key in ("lr_ratio",):
         if not getattr(cfg, key) > 0:
             bad(key, "must be > 0")
-    for key in ("weight_decay", "grad_clip", "rank_weight", "warmup_epochs", "max_failures", "loader_threads"):
+    for key in ("weight_decay", "grad_clip", "rank_weight", "warmup_epochs", "max_failures", "loader_threads",
+                "max_images"):
         if getattr(cfg, key) < 0:
             bad(key, "must be >= 0")
     for key in ("drop_path", "dropout", "min_lr_ratio"):

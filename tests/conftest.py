@@ -38,4 +38,4 @@ def tiny_cfg(demo_root, tmp_path):
     from swiniqa.config import preset
 
     return preset("demo").replace(model_size="nano", data_root=str(demo_root), epochs=2, train_patches=1,
-                                  test_patches=2, batch_size=8, output=str(tmp_path / "runs"), warmup_epochs=0)
+                                  test_patches=2, batch_size=8, output=str(tmp_path / "runs"), warmup_epochs=0, max_images=48, patch_size=128)

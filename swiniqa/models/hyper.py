@@ -99,7 +99,7 @@ class HyperHead(nn.Module):
         self.lda = LDAHeads(channels, reductions, cfg)
         self.attention = StageAttention(channels[3], len(channels), dropout=cfg.dropout) if cfg.attention else None
         in_ch = sum(channels) if cfg.multiscale else channels[3]
-        self.hyper = HyperNetwork(in_ch, reduction_widths(cfg), cfg)
+        self.hyper = HyperNetwork(in_ch, reduction_widths(cfg, channels[3]), cfg)
 
     def fuse(self, feats: list[torch.Tensor]) -> torch.Tensor:
         s = self.feature_size
@@ -130,10 +130,12 @@ def _kaiming(module: nn.Module) -> None:
             nn.init.kaiming_normal_(m.weight)
 
 
-def reduction_widths(cfg: TrainConfig) -> tuple[int, ...]:
+def reduction_widths(cfg: TrainConfig, last_channels: int) -> tuple[int, ...]:
     """1x1-conv widths between the fused map and ``hyper_in_channels``.
 
-    The two published heads differ: HyperIQA's ResNet-50 uses 2048 -> 1024 -> 512, SMART-IQA's Swin
-    uses C -> 512 -> 256. Keep each so parameter counts match the papers.
+    The two published heads differ: HyperIQA's ResNets halve the last stage twice (2048 -> 1024 -> 512),
+    SMART-IQA's Swin uses a fixed C -> 512 -> 256. Keep each so parameter counts match the papers.
     """
-    return (1024, 512) if cfg.backbone == "resnet50" else (512, 256)
+    if cfg.backbone == "swin":
+        return (512, 256)
+    return (last_channels // 2, last_channels // 4)

@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any, Optional
 
@@ -129,8 +130,10 @@ def resolve_checkpoint(path: str | os.PathLike, metric: str = "val_srcc") -> Pat
     if not p.exists():
         raise CheckpointError(f"checkpoint not found: {p}; give a checkpoint folder or a run/experiment folder")
     if p.is_file():
+        if (p.parent / CONFIG).is_file() and p.name in (WEIGHTS, BEST_WEIGHTS, METRICS, CONFIG):
+            return p.parent
         raise CheckpointError(f"{p} is a file; give the checkpoint folder (with {WEIGHTS} and {CONFIG}), or "
-                              "import foreign weights with `swiniqa import-weights`")
+                              "convert foreign weights with `swiniqa import-weights FILE --preset paper --out DIR`")
     cands = find_checkpoints(p)
     if not cands:
         raise CheckpointError(f"no checkpoint under {p} (expected a folder with {WEIGHTS}, {CONFIG}, {METRICS})")
@@ -150,13 +153,80 @@ def load_model(path: str | os.PathLike, device: str = "cpu") -> tuple[torch.nn.M
     """Rebuild the model a checkpoint describes and load its weights (no flags need repeating)."""
     from swiniqa.models import build_model
 
-    d = resolve_checkpoint(path)
+    p = Path(path)
+    if p.is_file() and (p.suffix in FOREIGN_SUFFIXES or (p.suffix == ".safetensors" and not (p.parent / METRICS).is_file())):
+        sd = read_foreign_state_dict(p)  # weights-only: a code-running pickle is refused here
+        if not (p.parent / CONFIG).is_file():
+            raise CheckpointError(f"{p} has no {CONFIG} beside it, so its architecture is unknown; convert it with "
+                                  f"`swiniqa import-weights {p} --preset paper --out DIR` (plus --model-size/--set)")
+        d = p.parent
+    else:
+        d = resolve_checkpoint(path)
+        sd = read_weights(d)
     cfg = read_config(d).replace(pretrained=False, pretrained_path=None)
     model = build_model(cfg)
-    sd = read_weights(d)
-    missing, unexpected = model.load_state_dict(sd, strict=False)
-    if missing or unexpected:
+    own = model.state_dict()
+    missing = [k for k in own if k not in sd]
+    unexpected = [k for k in sd if k not in own]
+    shape = [k for k in sd if k in own and tuple(sd[k].shape) != tuple(own[k].shape)]
+    if missing or unexpected or shape:
         raise CheckpointError(
             f"checkpoint {d} does not fit the architecture in its config ({len(missing)} missing, "
-            f"{len(unexpected)} unexpected keys, e.g. {(missing or unexpected)[0]})")
+            f"{len(unexpected)} unexpected, {len(shape)} mis-shaped keys, e.g. {(missing + unexpected + shape)[0]})")
+    model.load_state_dict(sd)
     return model.to(device).eval(), cfg
+
+
+FOREIGN_SUFFIXES = (".pt", ".pth", ".pkl", ".bin", ".ckpt")
+
+
+def read_foreign_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """A state dict from a ``.safetensors`` file or a pickle-format ``.pt/.pth/.pkl`` file, loaded with
+    ``torch.load(weights_only=True)``: tensors and plain containers only, so a pickle that would run
+    code is refused instead of executed."""
+    import pickle
+
+    p = Path(path)
+    if not p.is_file():
+        raise CheckpointError(f"weights file not found: {p}")
+    if p.suffix == ".safetensors":
+        return load_file(str(p))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            obj = torch.load(p, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, AttributeError, TypeError, ValueError, EOFError) as e:
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise CheckpointError(f"refusing to load {p}: it is not a plain tensor state dict (weights-only load "
+                              f"failed: {first[:160]}); nothing in it was executed") from None
+    for key in ("state_dict", "model", "model_state_dict", "net"):
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            obj = obj[key]
+            break
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise CheckpointError(f"{p} holds no state dict of tensors; expected a mapping name -> tensor")
+    return {k[7:] if k.startswith("module.") else k: v for k, v in obj.items()}
+
+
+def import_weights(path: str | os.PathLike, cfg: TrainConfig, out: str | os.PathLike) -> Path:
+    """Convert a foreign state dict (e.g. the reference study's ``.pth``) into a checkpoint folder.
+
+    Keys must match this package's module names (``backbone.net.*``, ``head.*``); when they do not,
+    the error names the first unmatched keys rather than guessing a mapping.
+    """
+    from swiniqa.models import build_model
+
+    sd = read_foreign_state_dict(path)
+    model = build_model(cfg.replace(pretrained=False, pretrained_path=None))
+    own = model.state_dict()
+    missing = [k for k in own if k not in sd and not k.startswith("score_")]
+    unexpected = [k for k in sd if k not in own]
+    shape = [k for k in sd if k in own and tuple(sd[k].shape) != tuple(own[k].shape)]
+    if missing or unexpected or shape:
+        raise CheckpointError(
+            f"{path} does not match the {cfg.backbone}/{cfg.model_size} architecture (multiscale={cfg.multiscale}, "
+            f"attention={cfg.attention}): {len(missing)} missing, {len(unexpected)} unexpected, {len(shape)} "
+            f"mis-shaped keys (e.g. {(missing + unexpected + shape)[:3]}); pick the matching --model-size/--set "
+            "flags, or convert its key names first")
+    model.load_state_dict(sd, strict=False)
+    return write_checkpoint(out, model.state_dict(), cfg, {"imported_from": str(path), "epoch": 0})

@@ -53,6 +53,9 @@ def prepare_splits(cfg: TrainConfig, check: bool = True, progress: bool = True) 
             info.records = [r for r in info.records if r.path not in bad]
             report["skipped"] = sorted(bad)
     splits = split_dataset(info, cfg.seed, cfg.val_fraction, cfg.test_fraction)
+    if cfg.max_images:
+        rng = np.random.default_rng(cfg.seed)
+        splits = {k: [v[i] for i in sorted(rng.permutation(len(v))[:cfg.max_images])] for k, v in splits.items()}
     if not splits["train"] or not splits["val"]:
         raise DataError(f"dataset {cfg.dataset} at {info.root}: the split left no training or validation images")
     report.update({k: len(v) for k, v in splits.items()})
@@ -132,6 +135,82 @@ def _worker_error(e: BaseException) -> SwiniqaError:
                          "(rerun with --debug for the worker traceback)")
 
 
+def tensorboard_dirs(location: str, name: str) -> tuple[str, Optional[str]]:
+    """(local dir rank 0 writes, remote URI it is copied to each epoch or None) for TensorBoard logs."""
+    if is_remote(location):
+        import tempfile
+
+        return tempfile.mkdtemp(prefix=f"swiniqa-tb-{name}-"), location
+    return location, None
+
+
+def make_trainer(cfg: TrainConfig, name: str, output: str, splits: dict[str, list[Record]],
+                 callbacks: Optional[list] = None, progress=None, tensorboard: Optional[str] = None):
+    """The Ray ``TorchTrainer`` for one configuration (also what each Tune trial runs).
+
+    Returns (trainer, tensorboard location). ``name`` + ``output`` identify the run: reusing them
+    resumes it from its latest checkpoint.
+    """
+    import ray.train
+    from ray.train.torch import TorchTrainer
+
+    from swiniqa.training.loop import train_worker
+
+    run_uri = f"{output.rstrip('/')}/{name}"
+    tb_local, tb_remote = tensorboard_dirs(tensorboard or f"{run_uri}/tensorboard", name)
+    cpus = cpus_per_worker(cfg)
+    lc = loop_config(cfg, splits, tensorboard=tb_local, tensorboard_remote=tb_remote, progress=progress,
+                     torch_threads=max(1, int(cpus)))
+    trainer = TorchTrainer(
+        train_worker,
+        train_loop_config=lc,
+        scaling_config=ray.train.ScalingConfig(num_workers=cfg.num_workers, use_gpu=cfg.use_gpu,
+                                               resources_per_worker={"CPU": cpus}),
+        run_config=ray.train.RunConfig(
+            name=name,
+            storage_path=output,
+            checkpoint_config=ray.train.CheckpointConfig(
+                num_to_keep=2, checkpoint_score_attribute="val_srcc", checkpoint_score_order="max"),
+            failure_config=ray.train.FailureConfig(max_failures=cfg.max_failures),
+            callbacks=callbacks or None,
+            worker_runtime_env={"env_vars": {"PYTHONWARNINGS": "ignore"}},
+        ),
+    )
+    return trainer, tb_remote or tb_local
+
+
+def summarize(result, name: str, run_uri: str, tensorboard: str, data_report: dict, cfg: TrainConfig,
+              t_start: float) -> dict[str, Any]:
+    """The run summary (``--json``): best validation metrics, test metrics of the selected weights."""
+    if result.error is not None:
+        raise _worker_error(result.error)
+    final = result.return_value or {}
+    try:
+        best = result.get_best_checkpoint("val_srcc", "max")
+    except Exception:  # noqa: BLE001 - no checkpoint with a finite score
+        best = None
+    best = best or result.checkpoint
+    df = result.metrics_dataframe
+    return {
+        "name": name,
+        "run_dir": run_uri,
+        "srcc": final.get("best_val_srcc"),
+        "plcc": final.get("best_val_plcc"),
+        "best_epoch": final.get("best_epoch"),
+        "test_srcc": final.get("test_srcc"),
+        "test_plcc": final.get("test_plcc"),
+        "test_krcc": final.get("test_krcc"),
+        "checkpoint": best.path if best else None,
+        "tensorboard": tensorboard,
+        "epochs": final.get("epochs_run", int(df["epoch"].max()) if df is not None and len(df) else 0),
+        "stopped_early": final.get("stopped_early", False),
+        "restarts": final.get("restarts", 0),
+        "data": data_report,
+        "wall_time_s": round(time.time() - t_start, 1),
+        "config": cfg.to_dict(),
+    }
+
+
 def run_training(cfg: TrainConfig, progress: bool = True, callbacks: Optional[list] = None,
                  check_data: bool = True) -> dict[str, Any]:
     """Train one configuration through Ray Train and return the summary (also what ``--json`` prints)."""
@@ -146,38 +225,12 @@ def run_training(cfg: TrainConfig, progress: bool = True, callbacks: Optional[li
             raise SwiniqaError("--gpu was given but this machine has no CUDA GPU; drop --gpu, or submit to a GPU "
                                "cluster (RAY_ADDRESS)")
     ensure_ray()
-    import ray.train
-    from ray.train.torch import TorchTrainer
+    import ray
     from ray.util.queue import Queue
 
-    remote = is_remote(output)
     run_uri = f"{output.rstrip('/')}/{name}"
-    if remote:
-        import tempfile
-
-        tb_local, tb_remote = tempfile.mkdtemp(prefix=f"swiniqa-tb-{name}-"), f"{run_uri}/tensorboard"
-    else:
-        tb_local, tb_remote = os.path.join(run_uri, "tensorboard"), None
-    cpus = cpus_per_worker(cfg)
     queue = Queue(actor_options={"num_cpus": 0}) if progress else None
-    lc = loop_config(cfg, splits, tensorboard=tb_local, tensorboard_remote=tb_remote, progress=queue,
-                     torch_threads=max(1, int(cpus)))
-    from swiniqa.training.loop import train_worker
-
-    trainer = TorchTrainer(
-        train_worker,
-        train_loop_config=lc,
-        scaling_config=ray.train.ScalingConfig(num_workers=cfg.num_workers, use_gpu=cfg.use_gpu,
-                                               resources_per_worker={"CPU": cpus}),
-        run_config=ray.train.RunConfig(
-            name=name,
-            storage_path=output,
-            checkpoint_config=ray.train.CheckpointConfig(
-                num_to_keep=2, checkpoint_score_attribute="val_srcc", checkpoint_score_order="max"),
-            failure_config=ray.train.FailureConfig(max_failures=cfg.max_failures),
-            callbacks=callbacks or None,
-        ),
-    )
+    trainer, tb = make_trainer(cfg, name, output, splits, callbacks=callbacks, progress=queue)
     if progress:
         print(f"training {name}: {cfg.backbone}/{cfg.model_size} multiscale={cfg.multiscale} "
               f"attention={cfg.attention} on {data_report['train']} train / {data_report['val']} val / "
@@ -192,50 +245,24 @@ def run_training(cfg: TrainConfig, progress: bool = True, callbacks: Optional[li
 
     th = threading.Thread(target=fit, daemon=True)
     th.start()
-    last_epoch = 0
+    shown = 0
+
+    def drain():
+        nonlocal shown
+        while queue is not None and not queue.empty():
+            m = queue.get_nowait()
+            if m["epoch"] > shown or m.get("restarts"):
+                print(_progress_line(m, cfg.epochs), file=sys.stderr, flush=True)
+                shown = m["epoch"]
+
     while th.is_alive():
         th.join(timeout=0.5)
-        if queue is not None:
-            while not queue.empty():
-                m = queue.get_nowait()
-                if m["epoch"] > last_epoch or m.get("restarts"):
-                    print(_progress_line(m, cfg.epochs), file=sys.stderr, flush=True)
-                    last_epoch = m["epoch"]
+        drain()
+    drain()
     if queue is not None:
-        while not queue.empty():
-            print(_progress_line(queue.get_nowait(), cfg.epochs), file=sys.stderr, flush=True)
         ray.kill(queue.actor)
     if "error" in box:
         if os.environ.get("SWINIQA_DEBUG"):
             raise box["error"]
         raise _worker_error(box["error"]) from None
-    result = box["result"]
-    if result.error is not None:
-        raise _worker_error(result.error)
-    final = result.return_value or {}
-    best = None
-    try:
-        best = result.get_best_checkpoint("val_srcc", "max")
-    except Exception:  # noqa: BLE001 - no checkpoint with a finite score
-        best = None
-    best = best or result.checkpoint
-    df = result.metrics_dataframe
-    summary = {
-        "name": name,
-        "run_dir": run_uri,
-        "srcc": final.get("best_val_srcc"),
-        "plcc": final.get("best_val_plcc"),
-        "best_epoch": final.get("best_epoch"),
-        "test_srcc": final.get("test_srcc"),
-        "test_plcc": final.get("test_plcc"),
-        "test_krcc": final.get("test_krcc"),
-        "checkpoint": best.path if best else None,
-        "tensorboard": tb_remote or tb_local,
-        "epochs": final.get("epochs_run", int(df["epoch"].max()) if df is not None and len(df) else 0),
-        "stopped_early": final.get("stopped_early", False),
-        "restarts": final.get("restarts", 0),
-        "data": data_report,
-        "wall_time_s": round(time.time() - t_start, 1),
-        "config": cfg.to_dict(),
-    }
-    return summary
+    return summarize(box["result"], name, run_uri, tb, data_report, cfg, t_start)

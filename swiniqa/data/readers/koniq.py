@@ -7,10 +7,10 @@ column gives the official 7058/1000/2015 train/val/test split.
 
 from __future__ import annotations
 
-import csv
-from pathlib import Path
 from typing import Optional
 
+from swiniqa.data.readers.csv_reader import (NameChecker, cell, column_index, dataset_root, find_dir, parse_score,
+                                             read_table, require_file)
 from swiniqa.data.records import DatasetInfo, Record, register_reader
 from swiniqa.errors import DataError
 
@@ -22,35 +22,34 @@ _SET_NAMES = {"training": "train", "train": "train", "validation": "val", "val":
 @register_reader("koniq10k")
 def read_koniq(root: Optional[str], score_column: str = "MOS_zscore", image_dir: Optional[str] = None,
                **_: object) -> DatasetInfo:
-    if not root:
-        raise DataError("dataset koniq10k needs --data-root: the folder holding " + LABELS)
-    base = Path(root)
-    labels = base / LABELS
-    if not labels.is_file():
-        raise DataError(f"KonIQ-10k label file not found: {labels}; point --data-root at the unpacked release")
-    dirs = [image_dir] if image_dir else ["1024x768", "512x384"]
-    img_dir = next((base / d for d in dirs if (base / d).is_dir()), None)
-    if img_dir is None:
-        raise DataError(f"KonIQ-10k image folder not found under {base} (looked for {', '.join(dirs)})")
+    base = dataset_root(root, "koniq10k", LABELS)
+    labels = require_file(base / LABELS, "koniq10k", "label file")
+    img_dir = find_dir(base, [image_dir] if image_dir else ["1024x768", "512x384"], "koniq10k")
+    header, rows = read_table(labels)
+    i_name = column_index(header, "image_name", labels)
+    i_score = column_index(header, score_column, labels, " (use score_column=MOS or MOS_zscore)")
+    names = NameChecker(labels, "image_name")
     records = []
-    with open(labels, newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f)
-        cols = [c.strip() for c in reader.fieldnames or []]
-        if "image_name" not in cols or score_column not in cols:
-            raise DataError(f"{labels}: header {cols} lacks image_name or {score_column}")
-        for i, row in enumerate(reader, start=2):
-            name = row["image_name"].strip().strip('"')
-            raw = (row.get(score_column) or "").strip()
-            try:
-                score = float(raw)
-            except ValueError:
-                raise DataError(f"{labels} line {i}: {score_column} is {raw!r}, not a number") from None
-            if score != score:
-                raise DataError(f"{labels} line {i}: {score_column} is NaN")
-            records.append(Record(str(img_dir / name), score, name))
+    for line, cells in rows:
+        where = f"line {line}"
+        name = names(cell(cells, i_name), where)
+        score = parse_score(cell(cells, i_score), labels, where, score_column)
+        records.append(Record(str(img_dir / name), score, name))
+    if not records:
+        raise DataError(f"{labels} lists no images; expected one row per image after the header")
     split = None
-    if (base / SETS).is_file():
-        with open(base / SETS, newline="", encoding="utf-8-sig") as f:
-            split = {str(img_dir / r["image_name"].strip().strip('"')): _SET_NAMES.get(r.get("set", "").strip(), "")
-                     for r in csv.DictReader(f)}
+    sets = base / SETS
+    if sets.is_file():
+        sh, srows = read_table(sets)
+        si_name = column_index(sh, "image_name", sets)
+        si_set = column_index(sh, "set", sets)
+        split = {}
+        for line, cells in srows:
+            raw = cell(cells, si_set).strip()
+            if raw not in _SET_NAMES:
+                raise DataError(f"{sets} line {line}: set is {raw!r}; expected training, validation or test")
+            split[str(img_dir / cell(cells, si_name).strip().strip('"'))] = _SET_NAMES[raw]
+        missing = sum(1 for r in records if r.path not in split)
+        if missing:
+            raise DataError(f"{sets}: {missing} image(s) of {LABELS} have no set; use matching files of one release")
     return DatasetInfo("koniq10k", str(base), records, score_column=score_column, official_split=split)

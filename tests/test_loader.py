@@ -1,0 +1,77 @@
+import os
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from swiniqa.data.loader import (EvalPatches, ImageCache, TrainPatches, fixed_crop_positions, random_crops,
+                                 shard_indices)
+from swiniqa.data.records import Record
+
+
+@pytest.fixture()
+def flat_records(tmp_path):
+    """Images whose every pixel encodes their index, so each patch names its source."""
+    recs = []
+    for i in range(30):
+        p = tmp_path / f"{i}.png"
+        Image.fromarray(np.full((140, 150, 3), i * 8, np.uint8)).save(p)
+        recs.append(Record(str(p), float(i * 8), f"g{i}"))
+    return recs
+
+
+def test_train_batches_pair_each_patch_with_its_own_score(flat_records):
+    tp = TrainPatches(flat_records, patch_size=128, patches_per_image=3, batch_size=8, seed=0,
+                      cache=ImageCache(min_side=128))
+    seen = 0
+    for x, y in tp.epoch(0):
+        assert x.dtype == torch.uint8 and x.shape[1:] == (3, 128, 128)
+        assert torch.equal(x[:, 0, 0, 0].float(), y)
+        seen += len(y)
+    assert seen == len(tp) * 8 == (30 * 3 // 8) * 8
+
+
+def test_ranks_get_equal_disjoint_shards():
+    rng = np.random.default_rng(0)
+    shards = [shard_indices(10, r, 3, np.random.default_rng(0)) for r in range(3)]
+    assert len({len(s) for s in shards}) == 1
+    assert set(np.concatenate(shards)) == set(range(10))
+    assert len(shard_indices(10, 0, 1, rng)) == 10
+
+
+def test_eval_crops_are_distinct_fixed_and_cover_every_image(flat_records):
+    pos = fixed_crop_positions(300, 400, 20, 224, seed=5)
+    assert len(set(pos)) == 20 and pos == fixed_crop_positions(300, 400, 20, 224, seed=5)
+    assert fixed_crop_positions(224, 224, 20, 224, seed=5) == [(0, 0)]  # only one position exists
+    ev = EvalPatches(flat_records, patch_size=128, patches_per_image=4, batch_size=16, seed=0,
+                     cache=ImageCache(min_side=128))
+    owners = torch.cat([o for _, o in ev])
+    assert sorted(set(owners.tolist())) == list(range(30))
+    assert all((owners == i).sum() == 4 for i in range(30))
+
+
+def test_random_crops_match_uniform_crop_and_flip_statistics():
+    """Same sample distribution as torchvision's RandomCrop + RandomHorizontalFlip."""
+    img = np.arange(40 * 50, dtype=np.int64).reshape(40, 50)
+    img3 = np.stack([img % 256, img // 256, np.zeros_like(img)], -1).astype(np.uint8)
+    crops = random_crops(img3, 4000, 32, np.random.default_rng(0), hflip=True)
+    def value(col):
+        return crops[:, 0, col, 0].astype(int) + 256 * crops[:, 0, col, 1].astype(int)
+
+    vals = value(0)
+    ys, xs = vals // 50, vals % 50
+    flipped = vals > value(1)
+    xs = np.where(flipped, xs - 31, xs)
+    assert abs(flipped.mean() - 0.5) < 0.03
+    assert ys.min() == 0 and ys.max() == 8 and xs.min() == 0 and xs.max() == 18
+    # each of the 9 x 19 positions is about equally likely
+    counts = np.bincount(ys * 19 + xs, minlength=9 * 19)
+    assert counts.min() > 0 and counts.max() < 3 * counts.mean()
+
+
+def test_cache_respects_its_budget(flat_records):
+    c = ImageCache(min_side=128, budget_bytes=140 * 150 * 3 * 2)
+    for r in flat_records[:5]:
+        c.get(r.path)
+    assert len(c._store) == 2
