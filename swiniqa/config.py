@@ -67,6 +67,9 @@ class TrainConfig:
     train_patches: int = 20
     test_patches: int = 20
     hflip: bool = True
+    #: Also rotate by multiples of 90 degrees and permute colour channels (content augmentation for
+    #: small from-scratch runs; off for the paper's protocol).
+    content_aug: bool = False
     color_jitter: bool = False
     val_fraction: float = 0.1
     test_fraction: float = 0.2
@@ -144,6 +147,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         batch_size=32,
         train_patches=2,
         test_patches=4,
+        content_aug=True,
         patience=100,
         use_gpu=False,
         amp=False,

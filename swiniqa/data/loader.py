@@ -43,8 +43,12 @@ class ImageCache:
         return arr
 
 
-def random_crops(img: np.ndarray, n: int, size: int, rng: np.random.Generator, hflip: bool) -> np.ndarray:
-    """``n`` uniform random ``size`` crops (each flipped horizontally with p=0.5): (n, size, size, 3)."""
+def random_crops(img: np.ndarray, n: int, size: int, rng: np.random.Generator, hflip: bool,
+                 content_aug: bool = False) -> np.ndarray:
+    """``n`` uniform random ``size`` crops (each flipped horizontally with p=0.5): (n, size, size, 3).
+
+    ``content_aug`` also rotates each crop by a random multiple of 90 degrees and permutes its colour
+    channels: new "content" for the same distortion, for small from-scratch runs."""
     h, w = img.shape[:2]
     ys = rng.integers(0, h - size + 1, n)
     xs = rng.integers(0, w - size + 1, n)
@@ -53,6 +57,11 @@ def random_crops(img: np.ndarray, n: int, size: int, rng: np.random.Generator, h
     for k in range(n):
         c = img[ys[k]:ys[k] + size, xs[k]:xs[k] + size]
         out[k] = c[:, ::-1] if flips[k] else c
+    if content_aug:
+        rots = rng.integers(0, 4, n)
+        for k in range(n):
+            c = np.rot90(out[k], rots[k]) if rots[k] else out[k]
+            out[k] = c[:, :, rng.permutation(3)]
     return out
 
 
@@ -128,8 +137,9 @@ class TrainPatches:
 
     def __init__(self, records: Sequence[Record], *, patch_size: int, patches_per_image: int, batch_size: int,
                  seed: int, cache: ImageCache, rank: int = 0, world: int = 1, hflip: bool = True,
-                 threads: int = 2, pool_images: Optional[int] = None):
+                 threads: int = 2, pool_images: Optional[int] = None, content_aug: bool = False):
         self.records = list(records)
+        self.content_aug = content_aug
         self.p, self.n, self.bs = patch_size, patches_per_image, batch_size
         self.seed, self.cache, self.rank, self.world = seed, cache, rank, world
         self.hflip, self.threads = hflip, max(1, threads)
@@ -150,7 +160,8 @@ class TrainPatches:
                 for s in range(0, len(mine), self.pool):
                     idx = mine[s:s + self.pool]
                     imgs = list(ex.map(lambda i: self.cache.get(self.records[i].path), idx))
-                    patches = np.concatenate([random_crops(im, self.n, self.p, crop_rng, self.hflip) for im in imgs])
+                    patches = np.concatenate([random_crops(im, self.n, self.p, crop_rng, self.hflip, self.content_aug)
+                                              for im in imgs])
                     scores = np.repeat(np.array([self.records[i].score for i in idx], np.float32), self.n)
                     perm = crop_rng.permutation(len(patches))
                     yield patches[perm], scores[perm]

@@ -148,7 +148,8 @@ def train_worker(loop_config: dict[str, Any], session: Optional[Session] = None)
                        budget_bytes=int(loop_config.get("cache_gb", 2.0) * (1 << 30)))
     train = TrainPatches(splits["train"], patch_size=cfg.patch_size, patches_per_image=cfg.train_patches,
                          batch_size=cfg.batch_size, seed=cfg.seed, cache=cache, rank=session.rank,
-                         world=session.world, hflip=cfg.hflip, threads=cfg.loader_threads)
+                         world=session.world, hflip=cfg.hflip, threads=cfg.loader_threads,
+                         content_aug=cfg.content_aug)
     steps_per_epoch = max(1, len(train))
     opt = make_optimizer(backbone_params, head_params, cfg, device)
     sched = make_schedule(opt, cfg, steps_per_epoch)
