@@ -1,0 +1,530 @@
+"""``swiniqa pull``: copy the best checkpoint(s) of an experiment or run to a local folder, verified.
+
+    from swiniqa.pull import pull
+    res = pull("s3://bucket/runs/lr-demo", "models", top=3)   # or a local path / file:// URI
+    res["checkpoint"]   # local folder of the best checkpoint: load it with swiniqa.training.checkpoint.load_model
+
+What it reads (any pyarrow filesystem: local paths, ``file://``, ``s3://``, ``gs://``; credentials come
+from the environment, e.g. ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``/``AWS_ENDPOINT_URL_S3`` or
+``GOOGLE_APPLICATION_CREDENTIALS``, never from files or flags):
+
+* a Tune experiment folder with ``results.json`` (one row per trial, ``checkpoint`` = that trial's best
+  checkpoint): trials are ranked by the row's metric. Rows whose checkpoint is gone (Ray's
+  ``num_to_keep``) or incomplete are skipped. A checkpoint path recorded elsewhere (the experiment was
+  moved or uploaded) is looked up again under ``<experiment>/train/<run>/``;
+* otherwise any folder tree (a ``swiniqa train`` run folder ``<output>/<name>/checkpoint_epochNNNN/``,
+  a single checkpoint folder, a folder of runs): every complete checkpoint folder (``model.safetensors``
+  + ``config.json`` + ``metrics.json``; hidden/temporary folders starting with ``.`` ignored) is ranked
+  by the metric in its own ``metrics.json``.
+
+Half-written checkpoints (no ``metrics.json``) are never picked, and a NaN/missing metric is never
+ranked: such candidates are left out.
+
+What it writes into ``DEST`` (created; must be empty unless ``force``):
+
+* ``top == 1``: ``DEST/best/``;
+* ``top == K > 1``: ``DEST/rank1_<name>/`` ... ``DEST/rankK_<name>/`` (``<name>`` = the trial's run name,
+  e.g. ``lr3e-4-seed1``, or the checkpoint's path below the source joined with ``-``).
+
+Each folder holds every file of the source checkpoint (weights, ``config.json``, ``metrics.json``, ...)
+plus ``pulled.json`` (source URI, metric, value, rank, size and sha256 of every file). Files are copied
+into ``DEST/.tmp-pull-*``, re-read and checked against the source's sizes and hashes, and only then
+renamed into place, so a failed pull leaves no half-copied folder. ``force`` replaces earlier pulled
+folders (those with a ``pulled.json``) and the target folders; other files in ``DEST`` are kept.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import hashlib
+import json
+import math
+import os
+import re
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from typing import Any, Optional
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from swiniqa.errors import SwiniqaError
+from swiniqa.storage import filesystem, is_remote
+from swiniqa.training.checkpoint import CONFIG, METRICS, WEIGHTS
+
+RESULTS = "results.json"
+PROVENANCE = "pulled.json"
+_REQUIRED = (WEIGHTS, CONFIG, METRICS)
+_CHUNK = 1 << 20
+
+__all__ = ["pull", "register", "PROVENANCE"]
+
+
+# --------------------------------------------------------------------------------------------- helpers
+def redact(uri: str) -> str:
+    """``uri`` without credentials (``user:secret@`` and secret-looking query values) for printing."""
+    s = str(uri)
+    if "://" not in s:
+        return s
+    try:
+        parts = urlsplit(s)
+    except ValueError:
+        return s.split("://", 1)[0] + "://<redacted>"
+    netloc = parts.netloc.rsplit("@", 1)[-1] if "@" in parts.netloc else parts.netloc
+    query = parts.query
+    if query:
+        q = [(k, "***" if re.search(r"key|secret|token|password|credential|session", k, re.I) else v)
+             for k, v in parse_qsl(query, keep_blank_values=True)]
+        query = urlencode(q, safe="*")
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def _fs_uri(base: str, base_path: str, path: str) -> str:
+    """The URI (as the user would write it) of ``path`` on the filesystem opened for ``base``."""
+    if "://" not in base:
+        return path
+    scheme = base.split("://", 1)[0]
+    if scheme == "file":
+        return path
+    if path.startswith(base_path):
+        return base.split("?", 1)[0].rstrip("/") + path[len(base_path.rstrip("/")):]
+    return f"{scheme}://{path}"
+
+
+def _safe_name(s: str) -> str:
+    s = re.sub(r"[^A-Za-z0-9._=+-]+", "-", s).strip("-.")
+    return s[:120] or "checkpoint"
+
+
+def _finite(v: Any) -> Optional[float]:
+    if isinstance(v, bool):
+        return float(v)
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None
+
+
+def _read_json(fs, path: str) -> Any:
+    with fs.open_input_stream(path) as f:
+        return json.loads(f.readall().decode("utf-8"))
+
+
+def _listing(fs, root: str) -> list:
+    import pyarrow.fs as pafs
+
+    return fs.get_file_info(pafs.FileSelector(root, recursive=True, allow_not_found=True))
+
+
+def _rel(path: str, root: str) -> str:
+    root = root.rstrip("/")
+    return path[len(root) + 1:] if path.startswith(root + "/") else os.path.basename(path)
+
+
+@dataclass
+class _Candidate:
+    fs: Any
+    path: str                    # path on fs of the checkpoint folder
+    uri: str                     # how the user would name it (credentials redacted when printed)
+    name: str
+    files: dict[str, int]        # relative file path -> size
+    value: Optional[float] = None
+    has_metric: bool = False
+    metrics_keys: list[str] = field(default_factory=list)
+    row: Optional[dict[str, Any]] = None
+
+
+def _checkpoint_files(infos: list, folder: str) -> dict[str, int]:
+    """{relative path: size} of the files of one checkpoint folder (hidden entries skipped)."""
+    import pyarrow.fs as pafs
+
+    out = {}
+    for info in infos:
+        if info.type != pafs.FileType.File:
+            continue
+        rel = _rel(info.path, folder)
+        if any(part.startswith(".") for part in rel.split("/")):
+            continue
+        out[rel] = int(info.size)
+    return out
+
+
+def _complete(files: dict[str, int]) -> bool:
+    return all(n in files for n in _REQUIRED)
+
+
+def _scan(fs, root: str, base_uri: str) -> list[_Candidate]:
+    """Every complete checkpoint folder at or below ``root`` (not descending into one)."""
+    import pyarrow.fs as pafs
+
+    infos = _listing(fs, root)
+    by_dir: dict[str, list] = {}
+    for info in infos:
+        rel = _rel(info.path, root)
+        if any(part.startswith(".") for part in rel.split("/")):
+            continue
+        if info.type == pafs.FileType.File:
+            parent = info.path.rsplit("/", 1)[0]
+            by_dir.setdefault(parent, []).append(info)
+    root_n = root.rstrip("/")
+    dirs = sorted(d for d, fl in by_dir.items() if {os.path.basename(i.path) for i in fl} >= set(_REQUIRED))
+    chosen: list[str] = []
+    for d in dirs:  # sorted: a parent comes before its children
+        if not any(d.startswith(c + "/") for c in chosen):
+            chosen.append(d)
+    out = []
+    for d in chosen:
+        files = _checkpoint_files([i for i in infos if i.path.startswith(d + "/")], d)
+        rel = _rel(d, root_n) if d != root_n else os.path.basename(root_n)
+        parts = rel.split("/")
+        if len(parts) > 1 and parts[0] == "train":
+            parts = parts[1:]
+        out.append(_Candidate(fs, d, _fs_uri(base_uri, root_n, d), _safe_name("-".join(parts)), files))
+    return out
+
+
+def _metric_of(cand: _Candidate, metric: str, metrics: Optional[dict[str, Any]] = None) -> None:
+    if metrics is None:
+        try:
+            metrics = _read_json(cand.fs, cand.path + "/" + METRICS)
+        except Exception:  # noqa: BLE001 - unreadable metrics.json: the folder is not ranked
+            metrics = {}
+    if not isinstance(metrics, dict):
+        metrics = {}
+    cand.metrics_keys = sorted(metrics)
+    cand.has_metric = metric in metrics
+    cand.value = _finite(metrics.get(metric))
+
+
+class _Opener:
+    """Opens paths/URIs recorded in results.json, reusing the experiment's filesystem where it can."""
+
+    def __init__(self, base_uri: str, base_fs, base_path: str):
+        self.base_uri, self.base_fs, self.base_path = base_uri, base_fs, base_path.rstrip("/")
+        self.prefix = base_uri.split("?", 1)[0].rstrip("/")
+
+    def open(self, ref: str) -> Optional[tuple[Any, str, str]]:
+        ref = str(ref)
+        if "://" in ref and ref.split("?", 1)[0].rstrip("/").startswith(self.prefix + "/") and "://" in self.base_uri:
+            tail = ref.split("?", 1)[0].rstrip("/")[len(self.prefix):]
+            return self.base_fs, self.base_path + tail, ref
+        if "://" not in ref and not os.path.isabs(ref):
+            p = self.base_path + "/" + ref.strip("/")
+            return self.base_fs, p, _fs_uri(self.base_uri, self.base_path, p)
+        try:
+            fs, path = filesystem(ref)
+        except SwiniqaError:
+            return None
+        return fs, path.rstrip("/"), ref
+
+
+def _from_results(rows: list, fs, root: str, base_uri: str, metric: str, skipped: list[str]) -> list[_Candidate]:
+    opener = _Opener(base_uri, fs, root)
+    out: list[_Candidate] = []
+    seen: set[str] = set()
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict):
+            continue
+        run = row.get("run") or (f"{row['cell']}-seed{row['seed']}" if row.get("cell") is not None
+                                 and row.get("seed") is not None else None) or row.get("trial_id") or f"trial{i}"
+        tries: list[tuple[Any, str, str]] = []
+        ref = row.get("checkpoint")
+        if ref:
+            o = opener.open(ref)
+            if o:
+                tries.append(o)
+            # The experiment was moved/uploaded: look for the same checkpoint below this experiment.
+            m = re.search(r"(?:^|/)(train/[^/]+/[^/]+)/?$", str(ref).split("?", 1)[0])
+            if m:
+                tries.append(opener.open(m.group(1)))
+        if row.get("best_epoch") and row.get("run"):
+            tries.append(opener.open(f"train/{row['run']}/checkpoint_epoch{int(row['best_epoch']):04d}"))
+        found = None
+        tried: set[str] = set()
+        for t in tries:
+            if t is None or t[1] in seen or t[1] in tried:
+                continue
+            tried.add(t[1])
+            files = _checkpoint_files(_listing(t[0], t[1]), t[1])
+            if _complete(files):
+                found = (t, files)
+                break
+        if found is None:
+            if ref or row.get("best_epoch"):
+                skipped.append(f"{run}: checkpoint {redact(str(ref)) if ref else '(none recorded)'} is missing or incomplete")
+            continue
+        (cfs, cpath, curi), files = found
+        seen.add(cpath)
+        cand = _Candidate(cfs, cpath, curi, _safe_name(str(run)), files, row=row)
+        if metric in row:
+            cand.has_metric = True
+            cand.value = _finite(row.get(metric))
+            cand.metrics_keys = sorted(k for k, v in row.items() if _finite(v) is not None or v is None)
+        else:
+            _metric_of(cand, metric)
+        out.append(cand)
+    return out
+
+
+# --------------------------------------------------------------------------------------------- copying
+def _copy_file(src_fs, src_path: str, dst_path: str) -> tuple[int, str]:
+    """Stream one file from ``src_fs`` to local ``dst_path``; (bytes read, sha256 of the source bytes)."""
+    h = hashlib.sha256()
+    n = 0
+    os.makedirs(os.path.dirname(dst_path), exist_ok=True)
+    with src_fs.open_input_stream(src_path) as src, open(dst_path, "wb") as dst:
+        while True:
+            chunk = src.read(_CHUNK)
+            if not chunk:
+                break
+            h.update(chunk)
+            dst.write(chunk)
+            n += len(chunk)
+        dst.flush()
+        os.fsync(dst.fileno())
+    return n, h.hexdigest()
+
+
+def _hash_local(path: str) -> tuple[int, str]:
+    h = hashlib.sha256()
+    n = 0
+    with open(path, "rb") as f:
+        while True:
+            chunk = f.read(_CHUNK)
+            if not chunk:
+                break
+            h.update(chunk)
+            n += len(chunk)
+    return n, h.hexdigest()
+
+
+def _copy_checkpoint(cand: _Candidate, dst_dir: str) -> dict[str, dict[str, Any]]:
+    """Copy and verify every file of ``cand``; {relative path: {size, sha256}} of the verified copy."""
+    out: dict[str, dict[str, Any]] = {}
+    for rel, listed_size in sorted(cand.files.items()):
+        dst = os.path.join(dst_dir, *rel.split("/"))
+        try:
+            n, digest = _copy_file(cand.fs, cand.path + "/" + rel, dst)
+        except OSError as e:
+            raise SwiniqaError(f"cannot copy {redact(cand.uri)}/{rel} to {dst}: {str(e).splitlines()[0] if str(e) else e}; "
+                               "check the source and credentials (from the environment) and rerun") from None
+        if n != listed_size:
+            raise SwiniqaError(f"copy of {redact(cand.uri)}/{rel} read {n} bytes but the source lists {listed_size} "
+                               "(the file changed or the read was cut short); nothing was written, rerun the pull")
+        got_n, got = _hash_local(dst)
+        if got_n != n or got != digest:
+            raise SwiniqaError(f"copy of {redact(cand.uri)}/{rel} failed verification (size {got_n} vs {n}, sha256 "
+                               f"{got[:12]}.. vs source {digest[:12]}..); nothing was written to the destination, "
+                               "check the disk and rerun the pull")
+        out[rel] = {"size": n, "sha256": digest}
+    return out
+
+
+# --------------------------------------------------------------------------------------------- pull
+def _candidates(source: str, metric: str) -> tuple[list[_Candidate], str, list[str]]:
+    import pyarrow.fs as pafs
+
+    shown = redact(source)
+    try:
+        fs, root = filesystem(source)
+    except SwiniqaError as e:
+        raise SwiniqaError(str(e).replace(source, shown)) from None
+    root = root.rstrip("/") or root
+    try:
+        info = fs.get_file_info(root)
+    except Exception as e:  # noqa: BLE001
+        raise SwiniqaError(f"cannot read {shown}: {str(e).splitlines()[0] if str(e) else type(e).__name__}; "
+                           "check the URI and the credentials in the environment") from None
+    if info.type == pafs.FileType.NotFound and is_remote(source):
+        # Object stores have no real folders: a prefix exists when something lies below it.
+        if _listing(fs, root):
+            info = pafs.FileInfo(root, pafs.FileType.Directory)
+    if info.type == pafs.FileType.NotFound:
+        raise SwiniqaError(f"experiment or run not found: {shown}; give the folder `swiniqa tune` or `swiniqa train` "
+                           "printed (a local path or s3:// gs:// file:// URI)")
+    if info.type != pafs.FileType.Directory:
+        raise SwiniqaError(f"{shown} is a file; give the experiment, run or checkpoint folder that holds it")
+    skipped: list[str] = []
+    rows = None
+    try:
+        rinfo = fs.get_file_info(root + "/" + RESULTS)
+        if rinfo.type == pafs.FileType.File:
+            data = _read_json(fs, root + "/" + RESULTS)
+            if isinstance(data, dict):
+                data = data.get("trials") or data.get("rows")
+            rows = data if isinstance(data, list) else None
+            if rows is None:
+                skipped.append(f"{RESULTS} holds no list of trials; scanned the folder instead")
+    except (OSError, ValueError) as e:
+        skipped.append(f"{RESULTS} is unreadable ({str(e).splitlines()[0] if str(e) else e}); scanned the folder instead")
+    if rows is not None:
+        cands = _from_results(rows, fs, root, source, metric, skipped)
+        if cands:
+            return cands, "results.json", skipped
+        skipped.append(f"{RESULTS} lists no existing checkpoint; ranked the checkpoint folders found below instead")
+    cands = _scan(fs, root, source)
+    for c in cands:
+        _metric_of(c, metric)
+    return cands, "scan", skipped
+
+
+def _rank(cands: list[_Candidate], metric: str, mode: str, source: str) -> list[_Candidate]:
+    shown = redact(source)
+    if not cands:
+        raise SwiniqaError(f"no complete checkpoint under {shown} (a folder with {WEIGHTS}, {CONFIG} and {METRICS}); "
+                           "give a `swiniqa tune` experiment or `swiniqa train` run folder, or wait for its first epoch")
+    if not any(c.has_metric for c in cands):
+        keys = sorted({k for c in cands for k in c.metrics_keys})
+        raise SwiniqaError(f"metric '{metric}' is recorded for none of the {len(cands)} checkpoints under {shown}; "
+                           f"pick one with --metric ({', '.join(keys[:20]) or 'no metrics recorded'})")
+    ranked = [c for c in cands if c.value is not None]
+    if not ranked:
+        raise SwiniqaError(f"every checkpoint under {shown} has a NaN or missing {metric}, so none can be ranked; "
+                           "pick another --metric or look at the runs' logs")
+    sign = -1.0 if mode == "max" else 1.0
+    return sorted(ranked, key=lambda c: (sign * c.value, c.name, c.path))
+
+
+def pull(source: str, dest: str, metric: str = "val_srcc", mode: str = "max", top: int = 1,
+         force: bool = False) -> dict[str, Any]:
+    """Copy the ``top`` best checkpoints of ``source`` (experiment, run, or checkpoint folder; local path or
+    ``s3://`` ``gs://`` ``file://`` URI) ranked by ``metric`` (``mode`` max/min) into local ``dest``.
+
+    Returns ``{"checkpoint": local folder of the best, "srcc": its val_srcc, "config": its config dict,
+    "pulled": [{"rank", "checkpoint", "metric", "value", "source", "name"}, ...], "dest", "metric", "mode",
+    "skipped": [why a candidate was left out, ...]}``. Layout and verification: see the module docstring.
+    """
+    if mode not in ("max", "min"):
+        raise SwiniqaError(f"mode must be 'max' or 'min', not {mode!r}; use --mode max for SRCC/PLCC, min for losses")
+    try:
+        top = int(top)
+    except (TypeError, ValueError):
+        raise SwiniqaError(f"--top must be a whole number >= 1, not {top!r}") from None
+    if top < 1:
+        raise SwiniqaError(f"--top must be >= 1, not {top}")
+    if is_remote(str(dest)):
+        raise SwiniqaError(f"--dest must be a local folder, not {redact(str(dest))}; pull to a local folder "
+                           "(or copy the experiment's folder with your storage tools)")
+    dest_path = os.path.abspath(str(dest)[len("file://"):] if str(dest).startswith("file://") else str(dest))
+    if os.path.exists(dest_path) and not os.path.isdir(dest_path):
+        raise SwiniqaError(f"--dest {dest_path} is a file; give a folder to pull into")
+    if os.path.isdir(dest_path) and os.listdir(dest_path) and not force:
+        raise SwiniqaError(f"--dest {dest_path} exists and is not empty; give an empty/new folder or pass --force "
+                           "to replace earlier pulls in it")
+
+    cands, how, skipped = _candidates(str(source), metric)
+    ranked = _rank(cands, metric, mode, str(source))
+    picked = ranked[:top]
+    unranked = [c.name for c in cands if c.value is None]
+    if unranked:
+        skipped.append(f"not ranked (NaN or no {metric}): {', '.join(unranked[:10])}"
+                       + (f" and {len(unranked) - 10} more" if len(unranked) > 10 else ""))
+    if len(picked) < top:
+        skipped.append(f"asked for the top {top} but only {len(picked)} checkpoint(s) have a finite {metric}")
+
+    created = not os.path.isdir(dest_path)
+    try:
+        os.makedirs(dest_path, exist_ok=True)
+    except OSError as e:
+        raise SwiniqaError(f"cannot create --dest {dest_path} ({e.strerror}); pick a writable folder") from None
+    tmp = tempfile.mkdtemp(prefix=".tmp-pull-", dir=dest_path)
+    try:
+        staged: list[tuple[str, str, _Candidate, dict[str, Any]]] = []
+        now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+        for rank, cand in enumerate(picked, 1):
+            folder = "best" if top == 1 else f"rank{rank}_{cand.name}"
+            work = os.path.join(tmp, folder)
+            os.makedirs(work)
+            files = _copy_checkpoint(cand, work)
+            prov = {
+                "source": redact(cand.uri), "experiment": redact(str(source)), "selected_from": how,
+                "name": cand.name, "metric": metric, "mode": mode, "value": cand.value, "rank": rank,
+                "pulled_at": now, "files": files,
+            }
+            if cand.row is not None:
+                prov["trial"] = {k: cand.row.get(k) for k in ("trial_id", "run", "cell", "seed", "status", "best_epoch",
+                                                             "epochs_run", "val_srcc", "val_plcc", "test_srcc",
+                                                             "test_plcc") if k in cand.row}
+            with open(os.path.join(work, PROVENANCE), "w") as f:
+                f.write(json.dumps(prov, indent=2, sort_keys=True) + "\n")
+            staged.append((folder, work, cand, prov))
+        # Everything copied and verified: move into place (earlier pulls aside first, with --force).
+        old = os.path.join(tmp, ".old")
+        os.makedirs(old)
+        targets = {folder for folder, *_ in staged}
+        for entry in sorted(os.listdir(dest_path)):
+            p = os.path.join(dest_path, entry)
+            if p == tmp or entry.startswith(".tmp-pull-"):
+                continue
+            earlier_pull = os.path.isdir(p) and os.path.isfile(os.path.join(p, PROVENANCE))
+            if entry in targets or earlier_pull:
+                os.replace(p, os.path.join(old, entry))
+        results = []
+        for folder, work, cand, prov in staged:
+            final = os.path.join(dest_path, folder)
+            os.replace(work, final)
+            results.append((final, cand, prov))
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if created:
+            try:
+                os.rmdir(dest_path)
+            except OSError:
+                pass
+        raise
+    shutil.rmtree(tmp, ignore_errors=True)
+
+    best_dir, best, _ = results[0]
+    with open(os.path.join(best_dir, METRICS)) as f:
+        best_metrics = json.loads(f.read())
+    with open(os.path.join(best_dir, CONFIG)) as f:
+        best_config = json.loads(f.read())
+    srcc = _finite(best.row.get("val_srcc")) if best.row is not None and "val_srcc" in best.row else None
+    if srcc is None:
+        srcc = _finite(best_metrics.get("val_srcc"))
+    return {
+        "checkpoint": best_dir, "srcc": srcc, "config": best_config, "metric": metric, "mode": mode,
+        "dest": dest_path, "source": redact(str(source)), "selected_from": how,
+        "pulled": [{"rank": p["rank"], "checkpoint": d, "metric": metric, "value": c.value, "source": p["source"],
+                    "name": c.name} for d, c, p in results],
+        "skipped": skipped,
+    }
+
+
+# --------------------------------------------------------------------------------------------- CLI
+def cmd_pull(args: argparse.Namespace) -> int:
+    from swiniqa.cli import emit
+
+    res = pull(args.source, args.dest, metric=args.metric, mode=args.mode, top=args.top, force=args.force)
+    for s in res["skipped"]:
+        print(f"swiniqa pull: note: {s}", file=sys.stderr)
+
+    def human(r: dict) -> str:
+        lines = [f"pulled {len(r['pulled'])} checkpoint(s) by {r['metric']} ({r['mode']}) from {r['source']} "
+                 f"into {r['dest']} (copies verified by sha256):"]
+        for p in r["pulled"]:
+            lines.append(f"  {p['rank']}. {p['checkpoint']}  {r['metric']}={p['value']:.4f}  <- {p['source']}")
+        lines.append(f"best: {r['checkpoint']}")
+        return "\n".join(lines)
+
+    emit(res, args.json, human)
+    return 0
+
+
+def register(subparsers) -> None:
+    help_ = "copy the best checkpoint(s) of an experiment or run (local, s3://, gs://, file://) to a local folder"
+    p = subparsers.add_parser(
+        "pull", help=help_,
+        description=help_ + ". --top 1 writes DEST/best/; --top K writes DEST/rank1_<name>/ .. DEST/rankK_<name>/. "
+        "Each holds the checkpoint's files plus pulled.json (source, metric, value, rank, sha256 of every file). "
+        "Credentials come from the environment (AWS_*, GOOGLE_APPLICATION_CREDENTIALS).")
+    p.add_argument("source", metavar="EXPERIMENT_OR_RUN", help="experiment/run/checkpoint folder or URI")
+    p.add_argument("--dest", required=True, help="local folder to copy into (created; must be empty unless --force)")
+    p.add_argument("--metric", default="val_srcc", help="recorded metric to rank by (default val_srcc)")
+    p.add_argument("--mode", choices=("max", "min"), default="max", help="max (default) or min is best")
+    p.add_argument("--top", type=int, default=1, help="how many of the best to copy (default 1)")
+    p.add_argument("--force", action="store_true", help="replace earlier pulls in a non-empty --dest")
+    p.add_argument("--json", action="store_true", help="last stdout line is one JSON object")
+    p.set_defaults(fn=cmd_pull)
