@@ -51,11 +51,14 @@ def test_eval_crops_are_distinct_fixed_and_cover_every_image(flat_records):
     assert all((owners == i).sum() == 4 for i in range(30))
 
 
-def test_random_crops_match_uniform_crop_and_flip_statistics():
-    """Same sample distribution as torchvision's RandomCrop + RandomHorizontalFlip."""
+def _coordinate_image() -> np.ndarray:
+    """40 x 50 RGB image whose pixel (y, x) encodes y * 50 + x in its R and G channels."""
     img = np.arange(40 * 50, dtype=np.int64).reshape(40, 50)
-    img3 = np.stack([img % 256, img // 256, np.zeros_like(img)], -1).astype(np.uint8)
-    crops = random_crops(img3, 4000, 32, np.random.default_rng(0), hflip=True)
+    return np.stack([img % 256, img // 256, np.zeros_like(img)], -1).astype(np.uint8)
+
+
+def _assert_uniform_crops_and_flips(crops: np.ndarray) -> None:
+    """(N, 32, 32, 3) crops of the coordinate image: every position about equally likely, p(flip) = 0.5."""
     def value(col):
         return crops[:, 0, col, 0].astype(int) + 256 * crops[:, 0, col, 1].astype(int)
 
@@ -65,9 +68,33 @@ def test_random_crops_match_uniform_crop_and_flip_statistics():
     xs = np.where(flipped, xs - 31, xs)
     assert abs(flipped.mean() - 0.5) < 0.03
     assert ys.min() == 0 and ys.max() == 8 and xs.min() == 0 and xs.max() == 18
-    # each of the 9 x 19 positions is about equally likely
     counts = np.bincount(ys * 19 + xs, minlength=9 * 19)
     assert counts.min() > 0 and counts.max() < 3 * counts.mean()
+
+
+def test_random_crops_match_uniform_crop_and_flip_statistics():
+    """Same sample distribution as torchvision's RandomCrop + RandomHorizontalFlip."""
+    _assert_uniform_crops_and_flips(random_crops(_coordinate_image(), 4000, 32, np.random.default_rng(0), hflip=True))
+
+
+def test_train_batches_have_the_naive_pipelines_crop_and_flip_statistics(tmp_path):
+    """What training actually sees (plan, shuffle, cut per batch, flip in torch) vs torchvision's
+    RandomCrop(32) + RandomHorizontalFlip on the same image: both uniform over the same positions."""
+    import torchvision.transforms.v2 as T
+
+    img = _coordinate_image()
+    path = tmp_path / "coords.png"
+    Image.fromarray(img).save(path)
+    recs = [Record(str(path), float(i), f"g{i}") for i in range(40)]
+    tp = TrainPatches(recs, patch_size=32, patches_per_image=100, batch_size=50, seed=3,
+                      cache=ImageCache(min_side=32))
+    ours = np.concatenate([x.permute(0, 2, 3, 1).numpy() for x, _ in tp.epoch(0)])
+    assert len(ours) == 4000
+    _assert_uniform_crops_and_flips(ours)
+    torch.manual_seed(0)
+    naive = T.Compose([T.RandomHorizontalFlip(), T.RandomCrop(32)])
+    t = torch.from_numpy(img).permute(2, 0, 1)
+    _assert_uniform_crops_and_flips(np.stack([naive(t).permute(1, 2, 0).numpy() for _ in range(4000)]))
 
 
 def test_cache_respects_its_budget(flat_records):

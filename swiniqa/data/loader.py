@@ -43,25 +43,47 @@ class ImageCache:
         return arr
 
 
+def plan_crops(h: int, w: int, n: int, size: int, rng: np.random.Generator, hflip: bool):
+    """Positions and flips of ``n`` uniform random ``size`` crops of an (h, w) image: (ys, xs, flips).
+
+    The same distribution as torchvision's RandomCrop + RandomHorizontalFlip(p=0.5); cutting is
+    separate so a batch can be cut straight into its own buffer (one copy per patch)."""
+    ys = rng.integers(0, h - size + 1, n)
+    xs = rng.integers(0, w - size + 1, n)
+    flips = rng.random(n) < 0.5 if hflip else np.zeros(n, bool)
+    return ys, xs, flips
+
+
+def _content_aug(out: np.ndarray, rng: np.random.Generator) -> None:
+    """In place: rotate each crop by a random multiple of 90 degrees and permute its colour channels."""
+    rots = rng.integers(0, 4, len(out))
+    for k in range(len(out)):
+        c = np.rot90(out[k], rots[k]) if rots[k] else out[k]
+        out[k] = c[:, :, rng.permutation(3)]
+
+
+def _flip_rows(t: torch.Tensor, flips: np.ndarray) -> torch.Tensor:
+    """Mirror the (B, H, W, 3) uint8 patches marked in ``flips`` along W (torch's flip is several
+    times faster than copying through a negative-stride numpy view)."""
+    if flips.any():
+        idx = torch.from_numpy(np.flatnonzero(flips))
+        t[idx] = t[idx].flip(2)
+    return t
+
+
 def random_crops(img: np.ndarray, n: int, size: int, rng: np.random.Generator, hflip: bool,
                  content_aug: bool = False) -> np.ndarray:
     """``n`` uniform random ``size`` crops (each flipped horizontally with p=0.5): (n, size, size, 3).
 
     ``content_aug`` also rotates each crop by a random multiple of 90 degrees and permutes its colour
     channels: new "content" for the same distortion, for small from-scratch runs."""
-    h, w = img.shape[:2]
-    ys = rng.integers(0, h - size + 1, n)
-    xs = rng.integers(0, w - size + 1, n)
-    flips = rng.random(n) < 0.5 if hflip else np.zeros(n, bool)
+    ys, xs, flips = plan_crops(img.shape[0], img.shape[1], n, size, rng, hflip)
     out = np.empty((n, size, size, 3), np.uint8)
     for k in range(n):
-        c = img[ys[k]:ys[k] + size, xs[k]:xs[k] + size]
-        out[k] = c[:, ::-1] if flips[k] else c
+        out[k] = img[ys[k]:ys[k] + size, xs[k]:xs[k] + size]
+    out = _flip_rows(torch.from_numpy(out), flips).numpy()
     if content_aug:
-        rots = rng.integers(0, 4, n)
-        for k in range(n):
-            c = np.rot90(out[k], rots[k]) if rots[k] else out[k]
-            out[k] = c[:, :, rng.permutation(3)]
+        _content_aug(out, rng)
     return out
 
 
@@ -154,33 +176,46 @@ class TrainPatches:
         rng = np.random.default_rng([self.seed, epoch, 1])
         mine = shard_indices(len(self.records), self.rank, self.world, rng)
         crop_rng = np.random.default_rng([self.seed, epoch, 2, self.rank])
+        p, bs, total = self.p, self.bs, len(self)
 
-        def pools():
+        def plans():
+            """Per pool of images: decode (threads), plan every crop, shuffle the plan."""
             with ThreadPoolExecutor(self.threads) as ex:
                 for s in range(0, len(mine), self.pool):
                     idx = mine[s:s + self.pool]
                     imgs = list(ex.map(lambda i: self.cache.get(self.records[i].path), idx))
-                    patches = np.concatenate([random_crops(im, self.n, self.p, crop_rng, self.hflip, self.content_aug)
-                                              for im in imgs])
-                    scores = np.repeat(np.array([self.records[i].score for i in idx], np.float32), self.n)
-                    perm = crop_rng.permutation(len(patches))
-                    yield patches[perm], scores[perm]
+                    plan = []
+                    for i, im in zip(idx, imgs):
+                        ys, xs, fl = plan_crops(im.shape[0], im.shape[1], self.n, p, crop_rng, self.hflip)
+                        score = self.records[i].score
+                        plan += [(im, int(y), int(x), bool(f), score) for y, x, f in zip(ys, xs, fl)]
+                    perm = crop_rng.permutation(len(plan))
+                    yield [plan[k] for k in perm]
 
-        pf = _Prefetch(pools())
-        left_p = left_s = None
-        emitted = 0
-        try:
-            for patches, scores in pf:
-                if left_p is not None:
-                    patches, scores = np.concatenate([left_p, patches]), np.concatenate([left_s, scores])
-                nfull = len(patches) // self.bs
+        def batches():
+            """Cut each batch straight into its own buffer; a pool's remainder opens the next batch."""
+            left: list = []
+            emitted = 0
+            for plan in plans():
+                plan = left + plan
+                nfull = len(plan) // bs
                 for b in range(nfull):
-                    if emitted == len(self):
+                    if emitted == total:
                         return
-                    sl = slice(b * self.bs, (b + 1) * self.bs)
+                    part = plan[b * bs:(b + 1) * bs]
+                    out = np.empty((bs, p, p, 3), np.uint8)
+                    for k, (im, y, x, _, _) in enumerate(part):
+                        out[k] = im[y:y + p, x:x + p]
+                    t = _flip_rows(torch.from_numpy(out), np.array([e[3] for e in part]))
+                    if self.content_aug:
+                        _content_aug(out, crop_rng)  # ``out`` is ``t``'s memory
                     emitted += 1
-                    yield to_tensor(patches[sl]), torch.from_numpy(scores[sl])
-                left_p, left_s = patches[nfull * self.bs:], scores[nfull * self.bs:]
+                    yield t.permute(0, 3, 1, 2), torch.tensor([e[4] for e in part], dtype=torch.float32)
+                left = plan[nfull * bs:]
+
+        pf = _Prefetch(batches())
+        try:
+            yield from pf
         finally:
             pf.close()
 

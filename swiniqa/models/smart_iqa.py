@@ -30,6 +30,9 @@ class SmartIQA(nn.Module):
         self.head = HyperHead(self.backbone.channels, self.backbone.reductions, cfg)
         self.register_buffer("mean", torch.tensor(_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(_STD).view(1, 3, 1, 1), persistent=False)
+        # (x/255 - mean)/std folded into one multiply-subtract on the uint8 batch
+        self.register_buffer("_in_scale", 1.0 / (255.0 * self.std), persistent=False)
+        self.register_buffer("_in_bias", self.mean / self.std, persistent=False)
         self.register_buffer("score_shift", torch.zeros(()))
         self.register_buffer("score_scale", torch.ones(()))
 
@@ -39,7 +42,7 @@ class SmartIQA(nn.Module):
 
     def normalise(self, x: torch.Tensor) -> torch.Tensor:
         if x.dtype == torch.uint8:
-            x = x.float().div_(255.0)
+            return x.float().mul_(self._in_scale).sub_(self._in_bias)
         return (x - self.mean) / self.std
 
     def forward_raw(self, x: torch.Tensor) -> torch.Tensor:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import os
 import signal
+import tempfile
 import time
 from typing import Any, Optional
 
@@ -176,22 +177,25 @@ def train_worker(loop_config: dict[str, Any], session: Optional[Session] = None)
     if session.rank == 0 and loop_config.get("tensorboard"):
         from torch.utils.tensorboard import SummaryWriter
 
-        writer = SummaryWriter(loop_config["tensorboard"], flush_secs=5)
+        # After a restart, drop any events a dead attempt wrote past the checkpoint we resumed from,
+        # so no epoch appears twice in the curves.
+        writer = SummaryWriter(loop_config["tensorboard"], flush_secs=5,
+                               purge_step=start_epoch + 1 if start_epoch else None)
 
     gen = torch.Generator().manual_seed(cfg.seed * 7919 + session.rank)
     stopped_early = False
     epoch = start_epoch - 1
     for epoch in range(start_epoch, cfg.epochs):
-        if cfg.inject_failure_at_epoch == epoch + 1 and restarts == 0 and session.under_ray and session.rank == 0:
-            os.kill(os.getpid(), signal.SIGKILL)  # testing aid: a worker dies like an OOM-killed one
+        if cfg.inject_failure_at_epoch == epoch + 1 and session.under_ray and session.rank == 0:
+            _inject_failure(fit_id)
         t0 = time.perf_counter()
         model.train()
         loss_sum = torch.zeros((), device=device, dtype=torch.float64)
         n_seen = 0
         for patches, scores in train.epoch(epoch):
-            x = patches.to(device, non_blocking=True).float().div_(255.0)
+            x = patches.to(device, non_blocking=True)  # uint8: the model normalises it in one op
             if cfg.color_jitter:
-                x = color_jitter(x, gen)
+                x = color_jitter(x.float().div_(255.0), gen)
             y = ((scores.to(device, non_blocking=True) - shift) / scale).float()
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
                 pred = model(x, raw=True)
@@ -273,6 +277,18 @@ def train_worker(loop_config: dict[str, Any], session: Optional[Session] = None)
     if writer is not None:
         writer.close()
     return final
+
+
+def _inject_failure(fit_id: str) -> None:
+    """Testing aid (``--inject-failure-at-epoch``): SIGKILL this worker once per run, as the OOM killer
+    or a preemption would. The marker (same node) makes the restarted attempt carry on; the pause lets
+    Ray Train's controller, which polls workers every 2 s, register the checkpoint reported just before."""
+    marker = os.path.join(tempfile.gettempdir(), f"swiniqa-injected-{fit_id}")
+    if os.path.exists(marker):
+        return
+    open(marker, "w").close()
+    time.sleep(5.0)
+    os.kill(os.getpid(), signal.SIGKILL)
 
 
 def train_in_process(cfg: TrainConfig, run_dir: Optional[str] = None, splits=None, resume: bool = True
