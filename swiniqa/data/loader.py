@@ -220,28 +220,28 @@ class TrainPatches:
             pf.close()
 
 
-class EvalPatches:
-    """Fixed test crops for a rank's shard of images: yields (patches, image_index) in batches.
+class SeededPatches:
+    """Fixed test crops of whole images, batched: yields (patches, owner) with all crops of several
+    images per batch, so per-image averaging is a scatter-add.
 
-    Batches hold all crops of several images, so per-image averaging is a scatter-add.
-    """
+    Image ``i`` is cut with ``seeds[i]`` and its crops carry ``owners[i]`` (default ``i``)."""
 
-    def __init__(self, records: Sequence[Record], *, patch_size: int, patches_per_image: int, batch_size: int,
-                 seed: int, cache: ImageCache, rank: int = 0, world: int = 1, threads: int = 2):
-        self.records = list(records)
-        self.p, self.n, self.seed, self.cache = patch_size, patches_per_image, seed, cache
+    def __init__(self, paths: Sequence[str], seeds: Sequence[int], *, patch_size: int, patches_per_image: int,
+                 batch_size: int, cache: ImageCache, threads: int = 2, owners: Optional[Sequence[int]] = None):
+        self.paths, self.seeds = list(paths), [int(s) for s in seeds]
+        self.owners = [int(o) for o in owners] if owners is not None else list(range(len(self.paths)))
+        self.p, self.n, self.cache = patch_size, patches_per_image, cache
         self.images_per_batch = max(1, batch_size // patches_per_image)
-        self.mine = np.arange(len(self.records))[rank::world]
         self.threads = max(1, threads)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         def batches():
             with ThreadPoolExecutor(self.threads) as ex:
-                for s in range(0, len(self.mine), self.images_per_batch):
-                    idx = self.mine[s:s + self.images_per_batch]
-                    imgs = list(ex.map(lambda i: self.cache.get(self.records[i].path), idx))
-                    crops = [fixed_crops(im, self.n, self.p, self.seed * 1_000_003 + int(i)) for i, im in zip(idx, imgs)]
-                    owner = np.concatenate([np.full(len(c), i) for i, c in zip(idx, crops)])
+                for s in range(0, len(self.paths), self.images_per_batch):
+                    idx = range(s, min(s + self.images_per_batch, len(self.paths)))
+                    imgs = list(ex.map(lambda i: self.cache.get(self.paths[i]), idx))
+                    crops = [fixed_crops(im, self.n, self.p, self.seeds[i]) for i, im in zip(idx, imgs)]
+                    owner = np.concatenate([np.full(len(c), self.owners[i]) for i, c in zip(idx, crops)])
                     yield to_tensor(np.concatenate(crops)), torch.from_numpy(owner)
 
         pf = _Prefetch(batches())
@@ -249,3 +249,16 @@ class EvalPatches:
             yield from pf
         finally:
             pf.close()
+
+
+class EvalPatches(SeededPatches):
+    """A rank's shard of records with crop seeds derived from ``seed`` and each record's index;
+    owners are record indices."""
+
+    def __init__(self, records: Sequence[Record], *, patch_size: int, patches_per_image: int, batch_size: int,
+                 seed: int, cache: ImageCache, rank: int = 0, world: int = 1, threads: int = 2):
+        self.records = list(records)
+        mine = np.arange(len(self.records))[rank::world]
+        super().__init__([self.records[i].path for i in mine], [seed * 1_000_003 + int(i) for i in mine],
+                         patch_size=patch_size, patches_per_image=patches_per_image, batch_size=batch_size,
+                         cache=cache, threads=threads, owners=mine)

@@ -27,7 +27,6 @@ from __future__ import annotations
 import csv
 import os
 import zlib
-from concurrent.futures import ThreadPoolExecutor
 import sys
 import time
 from typing import Any, Iterator, Optional, Sequence
@@ -37,7 +36,7 @@ import torch
 
 from swiniqa.config import TrainConfig
 from swiniqa.data.images import image_error
-from swiniqa.data.loader import EvalPatches, ImageCache, _Prefetch, fixed_crops, to_tensor
+from swiniqa.data.loader import EvalPatches, ImageCache, SeededPatches
 from swiniqa.data.records import DatasetInfo, Record
 from swiniqa.errors import DataError
 from swiniqa.evaluation.metrics import all_metrics
@@ -169,34 +168,6 @@ def _precheck_files(records: Sequence[Record], dataset: str) -> None:
 def path_seed(seed: int, path: str) -> int:
     """Crop seed of an image from its file name: its crops do not depend on which other images are scored."""
     return (seed * 1_000_003 + zlib.crc32(os.path.basename(path).encode("utf-8", "surrogateescape"))) % (1 << 63)
-
-
-class SeededPatches:
-    """Like :class:`~swiniqa.data.loader.EvalPatches` (all crops of whole images per batch), with one crop
-    seed per image given by the caller instead of derived from its position in the list."""
-
-    def __init__(self, paths: Sequence[str], seeds: Sequence[int], *, patch_size: int, patches_per_image: int,
-                 batch_size: int, cache: ImageCache, threads: int = 2):
-        self.paths, self.seeds = list(paths), list(seeds)
-        self.p, self.n, self.cache = patch_size, patches_per_image, cache
-        self.images_per_batch = max(1, batch_size // patches_per_image)
-        self.threads = max(1, threads)
-
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        def batches():
-            with ThreadPoolExecutor(self.threads) as ex:
-                for s in range(0, len(self.paths), self.images_per_batch):
-                    idx = range(s, min(s + self.images_per_batch, len(self.paths)))
-                    imgs = list(ex.map(lambda i: self.cache.get(self.paths[i]), idx))
-                    crops = [fixed_crops(im, self.n, self.p, self.seeds[i]) for i, im in zip(idx, imgs)]
-                    owner = np.concatenate([np.full(len(c), i) for i, c in zip(idx, crops)])
-                    yield to_tensor(np.concatenate(crops)), torch.from_numpy(owner)
-
-        pf = _Prefetch(batches())
-        try:
-            yield from pf
-        finally:
-            pf.close()
 
 
 def score_records(model: torch.nn.Module, records: Sequence[Record], *, patch_size: int, patches: int,
