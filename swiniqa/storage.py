@@ -36,6 +36,17 @@ def copy_dir(local_dir: str, uri: str) -> None:
         raise SwiniqaError(f"cannot write to {uri}: {str(e).splitlines()[0]}") from None
 
 
+def write_bytes(uri: str, data: bytes) -> None:
+    """Write one file to a local path or URI (parent folders created)."""
+    fs, path = filesystem(uri)
+    try:
+        fs.create_dir(os.path.dirname(path), recursive=True)
+        with fs.open_output_stream(path) as f:
+            f.write(data)
+    except Exception as e:  # noqa: BLE001
+        raise SwiniqaError(f"cannot write {uri}: {str(e).splitlines()[0]}") from None
+
+
 def ensure_writable(uri: str) -> str:
     """Create the output location and prove it is writable before any work starts."""
     if is_remote(uri):

@@ -16,6 +16,13 @@ def _tb_scalars(logdir):
     return {t: [(e.step, e.value) for e in ea.Scalars(t)] for t in ea.Tags()["scalars"]}
 
 
+def _history_epochs(run_dir):
+    import csv
+
+    with open(os.path.join(run_dir, "history.csv")) as f:
+        return [int(float(r["epoch"])) for r in csv.DictReader(f)]
+
+
 def test_train_end_to_end_through_ray(ray_session, tiny_cfg):
     from swiniqa.training.trainer import run_training
 
@@ -33,6 +40,8 @@ def test_train_end_to_end_through_ray(ray_session, tiny_cfg):
     tb = _tb_scalars(s["tensorboard"])
     assert [step for step, _ in tb["val/srcc"]] == [1, 2]
     assert {"train/loss", "lr_backbone", "lr_head"} <= set(tb)
+    assert _history_epochs(s["run_dir"]) == [1, 2]
+    assert open(s["curves"], "rb").read(8) == b"\x89PNG\r\n\x1a\n"
 
 
 def test_injected_worker_death_restarts_and_resumes(ray_session, tiny_cfg):
@@ -43,6 +52,7 @@ def test_injected_worker_death_restarts_and_resumes(ray_session, tiny_cfg):
     assert s["restarts"] >= 1 and s["epochs"] == 3
     steps = [step for step, _ in _tb_scalars(s["tensorboard"])["val/srcc"]]
     assert steps == [1, 2, 3]  # no epoch logged twice
+    assert _history_epochs(s["run_dir"]) == [1, 2, 3]
 
 
 def test_cli_train_json_last_line(ray_session, tiny_cfg, capsys):

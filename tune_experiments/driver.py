@@ -96,11 +96,18 @@ def study_trial(config: dict[str, Any], exp_uri: str = "", configs: Optional[dic
     except Exception as e:  # noqa: BLE001 - one readable line in Tune's error.txt
         raise RuntimeError(str(_worker_error(e))) from None
     final = dict(result.return_value or {})
+    history = final.pop("history", [])
     # Also next to the Train run: Tune syncs its trial folder lazily, a killed driver can lose this row.
     from tune_experiments.aggregate import FINAL_FILE, write_json
 
     try:
         write_json(f"{exp_uri}/train/{run}/{FINAL_FILE}", final)
+    except SwiniqaError:
+        pass
+    try:
+        from swiniqa.training.curves import write_history
+
+        write_history(f"{exp_uri}/train/{run}", history, run)
     except SwiniqaError:
         pass
     # Last row of the trial: the worker's test metrics of its best-validation weights.

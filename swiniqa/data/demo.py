@@ -2,7 +2,7 @@
 
 Each source photo (shipped inside the scikit-image wheel, so no download) is resized so its shorter
 side is ``2 * SIZE`` and cut into non-overlapping ``SIZE`` x ``SIZE`` tiles (4-6 views of different
-content per photo, all grouped under the photo); every tile is degraded by five distortion types at five
+content per photo, all grouped under the photo); every tile is degraded by four distortion types at five
 levels. The score is a documented
 monotone function of severity only: ``mos = 5 - 0.8 * level`` (pristine 5.0, level 5 -> 1.0), so a
 model must learn severity across distortion types. Records are grouped by source photo, so a split

@@ -159,6 +159,7 @@ def train_worker(loop_config: dict[str, Any], session: Optional[Session] = None)
     best = {"val_srcc": -math.inf, "epoch": -1}
     best_state: Optional[dict[str, torch.Tensor]] = None
     bad_epochs = 0
+    history: list[dict[str, float]] = []  # per-epoch curves, carried through restarts in the checkpoint
     resume_dir = session.latest_checkpoint()
     if resume_dir:
         st = ckio.read_state(resume_dir) or {}
@@ -170,6 +171,7 @@ def train_worker(loop_config: dict[str, Any], session: Optional[Session] = None)
         best = {"val_srcc": float(st.get("best_val_srcc", -math.inf)), "epoch": int(st.get("best_epoch", -1)),
                 **{k: float(v) for k, v in st.get("best_metrics", {}).items()}}
         bad_epochs = int(st.get("bad_epochs", 0))
+        history = list(st.get("history", []))
         restarts = int(st.get("restarts", 0)) + (1 if st.get("fit_id") == fit_id else 0)
         best_state = ckio.read_weights(resume_dir, best=True)
 
@@ -238,7 +240,8 @@ def train_worker(loop_config: dict[str, Any], session: Optional[Session] = None)
             "train_patches_per_s": n_seen * session.world / max(train_time, 1e-9),
         }
         stop = bad_epochs >= cfg.patience
-        state = {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "epoch": epoch,
+        history.append({k: float(metrics[k]) for k in HISTORY_KEYS})
+        state = {"history": history, "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "epoch": epoch,
                  "best_val_srcc": best["val_srcc"], "best_epoch": best["epoch"],
                  "best_metrics": {k: v for k, v in best.items() if k not in ("epoch", "val_srcc")},
                  "bad_epochs": bad_epochs, "restarts": restarts, "fit_id": fit_id}
@@ -268,7 +271,7 @@ def train_worker(loop_config: dict[str, Any], session: Optional[Session] = None)
     # Test once, with the weights selected on validation.
     final = {"best_val_srcc": best["val_srcc"], "best_val_plcc": best.get("val_plcc", float("nan")),
              "best_epoch": best["epoch"] + 1, "epochs_run": epoch + 1, "stopped_early": stopped_early,
-             "restarts": restarts}
+             "restarts": restarts, "history": history}
     if splits.get("test"):
         if best_state is not None:
             _unwrap(model).load_state_dict(best_state)
@@ -277,6 +280,10 @@ def train_worker(loop_config: dict[str, Any], session: Optional[Session] = None)
     if writer is not None:
         writer.close()
     return final
+
+
+#: Per-epoch values kept for the run's ``history.csv`` / ``curves.png``.
+HISTORY_KEYS = ("epoch", "train_loss", "val_srcc", "val_plcc", "lr_backbone", "lr_head", "epoch_time_s")
 
 
 def _inject_failure(fit_id: str) -> None:

@@ -184,13 +184,17 @@ def summarize(result, name: str, run_uri: str, tensorboard: str, data_report: di
     """The run summary (``--json``): best validation metrics, test metrics of the selected weights."""
     if result.error is not None:
         raise _worker_error(result.error)
-    final = result.return_value or {}
+    final = dict(result.return_value or {})
+    history = final.pop("history", [])
     try:
         best = result.get_best_checkpoint("val_srcc", "max")
     except Exception:  # noqa: BLE001 - no checkpoint with a finite score
         best = None
     best = best or result.checkpoint
     df = result.metrics_dataframe
+    from swiniqa.training.curves import write_history
+
+    figures = write_history(run_uri, history, f"{name}: {cfg.backbone}/{cfg.model_size}")
     return {
         "name": name,
         "run_dir": run_uri,
@@ -202,6 +206,7 @@ def summarize(result, name: str, run_uri: str, tensorboard: str, data_report: di
         "test_krcc": final.get("test_krcc"),
         "checkpoint": best.path if best else None,
         "tensorboard": tensorboard,
+        "curves": figures[1] if figures else None,
         "epochs": final.get("epochs_run", int(df["epoch"].max()) if df is not None and len(df) else 0),
         "stopped_early": final.get("stopped_early", False),
         "restarts": final.get("restarts", 0),
