@@ -196,6 +196,16 @@ def test_small_sweep_report_resume_and_posthoc(ray_session, demo_root, tmp_path,
     assert rows[1]["config"]["color_jitter"] is True and rows[0]["config"]["model_size"] == "nano"
     assert s["best"]["checkpoint"] in {r["checkpoint"] for r in rows}
 
+    # `swiniqa pull` of the finished sweep returns the best trial's checkpoint, verified
+    from swiniqa.cli import main
+
+    assert main(["pull", exp, "--dest", str(tmp_path / "best"), "--json"]) == 0
+    pulled = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert pulled["pulled"][0]["source"].rstrip("/").endswith(
+        os.path.relpath(s["best"]["checkpoint"], exp).replace(os.sep, "/"))
+    assert os.path.isfile(os.path.join(pulled["checkpoint"], "model.safetensors"))
+    assert pulled["srcc"] == pytest.approx(max(r["val_srcc"] for r in rows))
+
     # no silent reuse; --resume of a finished sweep reruns nothing
     with pytest.raises(SwiniqaError, match="already exists"):
         run_study("augment", cfg, seeds=1, output=out)
