@@ -35,7 +35,8 @@ def curves_png(history: Sequence[dict[str, Any]], title: str) -> bytes:
     ax.plot(ep, [h["val_plcc"] for h in history], "s--", label="val PLCC", alpha=0.7)
     best = max(range(len(history)), key=lambda i: history[i]["val_srcc"])
     ax.annotate(f"best {history[best]['val_srcc']:.3f}", (ep[best], history[best]["val_srcc"]),
-                textcoords="offset points", xytext=(0, 8), ha="center")
+                textcoords="offset points", xytext=(0, -16), ha="center")
+    ax.margins(x=0.08, y=0.12)
     ax.set_xlabel("epoch")
     ax.set_ylabel("correlation (validation)")
     ax.grid(alpha=0.3)
