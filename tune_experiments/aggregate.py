@@ -110,7 +110,8 @@ def _clean(o: Any) -> Any:
     return o
 
 
-def list_dirs(uri: str) -> list[str]:
+def _list(uri: str, want: str) -> list[str]:
+    """Names of the entries of one folder of type ``want`` ("Directory" or "File"); [] if missing."""
     import pyarrow.fs as pafs
 
     fs, path = _fs(uri)
@@ -118,18 +119,15 @@ def list_dirs(uri: str) -> list[str]:
         infos = fs.get_file_info(pafs.FileSelector(path, recursive=False, allow_not_found=True))
     except OSError:
         return []
-    return sorted(i.base_name for i in infos if i.type == pafs.FileType.Directory)
+    return sorted(i.base_name for i in infos if i.type == getattr(pafs.FileType, want))
+
+
+def list_dirs(uri: str) -> list[str]:
+    return _list(uri, "Directory")
 
 
 def list_files(uri: str) -> list[str]:
-    import pyarrow.fs as pafs
-
-    fs, path = _fs(uri)
-    try:
-        infos = fs.get_file_info(pafs.FileSelector(path, recursive=False, allow_not_found=True))
-    except OSError:
-        return []
-    return sorted(i.base_name for i in infos if i.type == pafs.FileType.File)
+    return _list(uri, "File")
 
 
 def exists(uri: str) -> bool:
