@@ -92,3 +92,24 @@ def test_pretrained_path_loads_local_weights(tmp_path):
     m = build_model(TrainConfig(model_size="tiny", pretrained=True, pretrained_path=str(tmp_path / "w.safetensors")))
     w = dict(m.backbone.net.named_parameters())["patch_embed.proj.weight"]
     assert torch.allclose(w, torch.full_like(w, 0.0123))
+
+
+def test_pretrained_weights_unavailable_is_a_clear_error(tmp_path):
+    """Offline, ImageNet weights cannot be fetched: one message naming pretrained_path, no hub traceback.
+    (A subprocess: huggingface_hub reads HF_HUB_OFFLINE when it is first imported.)"""
+    import os
+    import subprocess
+    import sys
+
+    code = ("from swiniqa import TrainConfig, build_model\n"
+            "from swiniqa.errors import SwiniqaError\n"
+            "for pp in (None, %r):\n"
+            "    try:\n"
+            "        build_model(TrainConfig(model_size='tiny', pretrained=True, pretrained_path=pp))\n"
+            "    except SwiniqaError as e:\n"
+            "        print('ERROR', e)\n") % str(tmp_path / "missing.pth")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    lines = [ln for ln in r.stdout.splitlines() if ln.startswith("ERROR")]
+    assert r.returncode == 0 and len(lines) == 2, r.stderr[-1500:]
+    assert all("pretrained_path" in ln for ln in lines) and "missing.pth" in lines[1]
