@@ -98,8 +98,8 @@ class TrainConfig:
     seed: int = 0
     num_workers: int = 1
     use_gpu: bool = False
-    cpus_per_worker: float = 1.0
-    loader_threads: int = 2
+    cpus_per_worker: float = 0.0  # 0 = auto: CPU training splits the cluster's CPUs over the workers; GPU: 4
+    loader_threads: int = 0  # 0 = auto: 1 beside CPU training, the worker's other CPUs beside a GPU
     max_failures: int = 0
     inject_failure_at_epoch: int = -1
     output: str = "runs"
@@ -151,7 +151,6 @@ PRESETS: dict[str, dict[str, Any]] = {
         patience=100,
         use_gpu=False,
         amp=False,
-        loader_threads=1,
         max_failures=0,
     ),
 }
@@ -276,8 +275,8 @@ def validate(cfg: TrainConfig) -> None:
         bad("resize_short", f"must be >= patch_size ({cfg.patch_size})")
     if cfg.target_in <= 3 * cfg.lda_out:
         bad("target_in", "must exceed 3 * lda_out (the last LDA head fills the rest)")
-    if cfg.cpus_per_worker <= 0:
-        bad("cpus_per_worker", "must be > 0")
+    if cfg.cpus_per_worker < 0:
+        bad("cpus_per_worker", "must be >= 0 (0 = derived from the cluster)")
     if cfg.pretrained_path and not cfg.pretrained:
         bad("pretrained_path", "set pretrained=true too, or drop pretrained_path")
 

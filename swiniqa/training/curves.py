@@ -28,6 +28,7 @@ def curves_png(history: Sequence[dict[str, Any]], title: str) -> bytes:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     ep = [h["epoch"] for h in history]
     fig, ax = plt.subplots(figsize=(6.4, 4))
@@ -38,6 +39,7 @@ def curves_png(history: Sequence[dict[str, Any]], title: str) -> bytes:
                 textcoords="offset points", xytext=(0, -16), ha="center")
     ax.margins(x=0.08, y=0.12)
     ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("correlation (validation)")
     ax.grid(alpha=0.3)
     ax2 = ax.twinx()

@@ -68,11 +68,19 @@ def predict_images(model: torch.nn.Module, loader: EvalPatches, device: torch.de
     return {i: sums[i] / counts[i] for i in sums}
 
 
+def loader_threads(cfg: TrainConfig, device: torch.device, cpus: int) -> int:
+    """Decode threads of a worker given ``cpus`` CPUs: ``cfg.loader_threads`` when set; else one beside
+    CPU training (the model step uses every core), and all but one core beside a GPU."""
+    if cfg.loader_threads > 0:
+        return cfg.loader_threads
+    return max(1, cpus - 1) if device.type == "cuda" else 1
+
+
 def evaluate_split(model, records: list[Record], cfg: TrainConfig, cache: ImageCache, device, session: Session,
-                   amp: bool) -> tuple[dict[str, float], np.ndarray]:
+                   amp: bool, threads: int = 1) -> tuple[dict[str, float], np.ndarray]:
     loader = EvalPatches(records, patch_size=cfg.patch_size, patches_per_image=cfg.test_patches,
                          batch_size=max(cfg.batch_size, cfg.test_patches) * 2, seed=cfg.seed, cache=cache,
-                         rank=session.rank, world=session.world, threads=cfg.loader_threads)
+                         rank=session.rank, world=session.world, threads=threads)
     local = predict_images(model, loader, device, amp)
     merged: dict[int, float] = {}
     for part in _gather(local, session.world):
@@ -126,8 +134,10 @@ def train_worker(loop_config: dict[str, Any], session: Optional[Session] = None)
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
     device = _device(cfg, session)
+    cpus = max(1, int(loop_config.get("torch_threads") or torch.get_num_threads()))
     if device.type == "cpu":
-        torch.set_num_threads(max(1, int(loop_config.get("torch_threads") or torch.get_num_threads())))
+        torch.set_num_threads(cpus)
+    threads = loader_threads(cfg, device, cpus)
     amp = cfg.amp and device.type == "cuda"
 
     model = build_model(cfg)
@@ -149,7 +159,7 @@ def train_worker(loop_config: dict[str, Any], session: Optional[Session] = None)
                        budget_bytes=int(loop_config.get("cache_gb", 2.0) * (1 << 30)))
     train = TrainPatches(splits["train"], patch_size=cfg.patch_size, patches_per_image=cfg.train_patches,
                          batch_size=cfg.batch_size, seed=cfg.seed, cache=cache, rank=session.rank,
-                         world=session.world, hflip=cfg.hflip, threads=cfg.loader_threads,
+                         world=session.world, hflip=cfg.hflip, threads=threads,
                          content_aug=cfg.content_aug)
     steps_per_epoch = max(1, len(train))
     opt = make_optimizer(backbone_params, head_params, cfg, device)
@@ -222,7 +232,7 @@ def train_worker(loop_config: dict[str, Any], session: Optional[Session] = None)
             raise TrainingError(f"non-finite training loss at epoch {epoch + 1} (lr={cfg.lr:g}); "
                                 "lower lr or enable grad_clip")
 
-        val, _ = evaluate_split(model, splits["val"], cfg, cache, device, session, amp)
+        val, _ = evaluate_split(model, splits["val"], cfg, cache, device, session, amp, threads)
         improved = math.isfinite(val["srcc"]) and val["srcc"] > best["val_srcc"]
         if improved:
             best = {"val_srcc": val["srcc"], "epoch": epoch, "val_plcc": val["plcc"], "val_krcc": val["krcc"]}
@@ -275,7 +285,7 @@ def train_worker(loop_config: dict[str, Any], session: Optional[Session] = None)
     if splits.get("test"):
         if best_state is not None:
             _unwrap(model).load_state_dict(best_state)
-        test, _ = evaluate_split(model, splits["test"], cfg, cache, device, session, amp)
+        test, _ = evaluate_split(model, splits["test"], cfg, cache, device, session, amp, threads)
         final.update({f"test_{k}": v for k, v in test.items()})
     if writer is not None:
         writer.close()

@@ -42,7 +42,7 @@ def prepare_splits(cfg: TrainConfig, check: bool = True, progress: bool = True) 
         from swiniqa.data.check import check_dataset
 
         rep = check_dataset(info, resize=cfg.resize, resize_short=cfg.resize_short, min_side=cfg.patch_size,
-                            threads=max(1, cfg.loader_threads), progress=progress)
+                            threads=cfg.loader_threads or min(8, os.cpu_count() or 1), progress=progress)
         if rep.errors:
             if not cfg.skip_bad_images:
                 names = "; ".join(f"{e['image']} ({e['why']})" for e in rep.errors[:5])
