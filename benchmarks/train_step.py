@@ -1,7 +1,7 @@
 """Model-step throughput: training patches/s (forward + backward + AdamW step) and evaluation images/s.
 
 The step is the training loop's own (swiniqa/training/loop.py): uint8 channels-last batch copied to
-the device, ``/255``, model (normalises inside), L1 loss on the standardised score, backward, grad-norm
+the device, model (normalises the uint8 batch inside, one multiply-subtract), L1 loss on the standardised score, backward, grad-norm
 clip, AdamW (fused on CUDA), bf16 autocast and channels_last on CUDA, ``--compile`` for torch.compile.
 Evaluation is ``predict_images``'s: all ``test_patches`` crops of several images in one batch
 (``max(batch_size, test_patches) * 2 // test_patches`` images, as ``evaluate_split`` does), scores
@@ -154,7 +154,7 @@ def make_steps(cfg, model, opt, device: torch.device):
 
     def train_step() -> None:
         model.train()
-        x = xb.to(device, non_blocking=True).float().div_(255.0)
+        x = xb.to(device, non_blocking=True)  # uint8, as the training loop passes it: the model normalises
         y = ((yb.to(device, non_blocking=True) - shift) / scale).float()
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             pred = model(x, raw=True)

@@ -9,7 +9,7 @@ Layout of ``<output>/<name>/`` (the experiment folder; ``name`` defaults to ``<s
     study.json                 what was asked: study, seeds, cells (overrides), base config, notes
     <cell>-seed<k>/            Tune's trial folder: params.json, result.json (one line per epoch
                                + a final line with the test metrics), progress.csv, error.txt
-    train/<cell>-seed<k>/      the trial's Ray Train run: checkpoint_epochNNNN/ folders
+    train/<cell>-seed<k>/      the trial's Ray Train run: checkpoint_epochNNNN/ folders, history.csv, curves.png
     tensorboard/<cell>-seed<k>/  per-epoch curves (``tensorboard --logdir <experiment>``)
     posthoc_test.json          test metrics of trials that ASHA stopped (computed after the sweep)
     results.json               one row per trial (also what ``swiniqa pull`` reads)
@@ -319,7 +319,7 @@ def _splits_for_seeds(cfg: TrainConfig, seeds: Sequence[int], check: bool, progr
 
 
 # ------------------------------------------------------------------------------------------ post-hoc test
-def _posthoc_test(config: dict[str, Any], test_rows: list, checkpoint: str) -> dict[str, Any]:
+def _posthoc_test(config: dict[str, Any], test_rows: list, checkpoint: str, cpus: float = 1.0) -> dict[str, Any]:
     """Test metrics of one checkpoint folder's weights (runs as a Ray task with the trial's resources)."""
     import tempfile
 
@@ -342,7 +342,7 @@ def _posthoc_test(config: dict[str, Any], test_rows: list, checkpoint: str) -> d
         fs, path = filesystem(checkpoint)
         local = tempfile.mkdtemp(prefix="swiniqa-posthoc-")
         pafs.copy_files(path, local, source_filesystem=fs)
-    torch.set_num_threads(max(1, int(cfg.cpus_per_worker)))
+    torch.set_num_threads(max(1, int(cpus)))  # the task's CPUs (cpus_per_worker may be 0 = derived)
     device = torch.device("cuda" if cfg.use_gpu and torch.cuda.is_available() else "cpu")
     model = build_model(cfg)
     model.load_state_dict(read_weights(local))
@@ -368,13 +368,13 @@ def run_posthoc_tests(exp_uri: str, rows: list[dict[str, Any]], splits: dict[int
         return done
     from swiniqa.training.trainer import cpus_per_worker
 
-    task = ray.remote(_posthoc_test).options(num_cpus=cpus_per_worker(base), num_gpus=1 if base.use_gpu else 0,
-                                             max_retries=0)
+    cpus = cpus_per_worker(base)
+    task = ray.remote(_posthoc_test).options(num_cpus=cpus, num_gpus=1 if base.use_gpu else 0, max_retries=0)
     refs = {}
     for r in todo:
         test = [(x.path, x.score, x.group) for x in splits[int(r["seed"])]["test"]]
         if test:
-            refs[r["run"]] = (task.remote(r["config"], test, r["checkpoint"]), r["checkpoint"])
+            refs[r["run"]] = (task.remote(r["config"], test, r["checkpoint"], cpus), r["checkpoint"])
     if progress and refs:
         print(f"testing the best checkpoint of {len(refs)} early-stopped trial(s)", file=sys.stderr, flush=True)
     for run, (ref, ckpt) in refs.items():
