@@ -19,7 +19,14 @@ def ray_session():
     import ray
 
     if not ray.is_initialized():
-        ray.init(num_cpus=2, log_to_driver=False, dashboard_host="127.0.0.1", logging_level="ERROR")
+        # A free dashboard port: another Ray on this machine (a second test run, a user's sweep) may hold 8265.
+        import socket
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        ray.init(num_cpus=2, log_to_driver=False, dashboard_host="127.0.0.1", dashboard_port=port,
+                 logging_level="ERROR")
     yield ray
     ray.shutdown()
 
