@@ -7,13 +7,22 @@ A checkpoint folder holds::
     config.json             the resolved TrainConfig
     metrics.json            this epoch's metrics (val_srcc, best_val_srcc, ...)
     state.pt                optimizer/scheduler/epoch state, loaded with torch.load(weights_only=True)
+    manifest.json           name, size and sha256 of every file above; written last
+
+A checkpoint is complete only when its manifest is there and every file matches it: each file is written
+under a temporary name and renamed, and the manifest goes last, so a writer that dies (full disk, killed
+worker, a copy cut short) leaves a folder that :func:`verify_checkpoint` names as incomplete and that
+resume, ``eval``, ``predict`` and ``pull`` skip or refuse. Folders written before manifests existed
+(no ``manifest.json``) are accepted when their files are there and their JSON parses.
 
 Nothing is ever unpickled: foreign ``.pt/.pth/.pkl`` files are read with ``weights_only=True``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -27,23 +36,56 @@ from safetensors.torch import load_file, save_file
 from swiniqa.config import TrainConfig, config_from_dict, save_config
 from swiniqa.errors import CheckpointError, SwiniqaError
 
+log = logging.getLogger("swiniqa.checkpoint")
+
 WEIGHTS = "model.safetensors"
 BEST_WEIGHTS = "best_model.safetensors"
 CONFIG = "config.json"
 METRICS = "metrics.json"
 STATE = "state.pt"
+MANIFEST = "manifest.json"
+#: Every file name a checkpoint folder may hold (the manifest lists the ones written).
+CHECKPOINT_FILES = (WEIGHTS, BEST_WEIGHTS, CONFIG, METRICS, STATE, MANIFEST)
 
 
 def _contiguous(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu").contiguous() for k, v in sd.items()}
 
 
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _fsync(path: Path) -> None:
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
+
+
 def write_checkpoint(directory: str | os.PathLike, model_state: dict[str, torch.Tensor], cfg: TrainConfig,
                      metrics: dict[str, Any], state: Optional[dict[str, Any]] = None,
                      best_state: Optional[dict[str, torch.Tensor]] = None) -> Path:
-    """Write a checkpoint into ``directory`` (created; files written then renamed into place)."""
+    """Write a checkpoint into ``directory``: every file under a temporary name, renamed into place, then
+    ``manifest.json`` (sizes + sha256) last.
+
+    Args:
+        directory: the checkpoint folder (created; an older checkpoint there is replaced).
+        model_state: this epoch's weights; best_state: the best epoch's, when not this one.
+        cfg: the run config; metrics: this epoch's metrics; state: optimizer/scheduler/epoch state.
+    Returns:
+        The folder.
+    Raises:
+        OSError: the disk is full or not writable; the folder is then left without a manifest
+        (incomplete), and removed when this call created it.
+    """
     d = Path(directory)
+    created = not d.exists()
     d.mkdir(parents=True, exist_ok=True)
+    (d / MANIFEST).unlink(missing_ok=True)  # from here until the end the folder is incomplete
     tmp = Path(tempfile.mkdtemp(prefix=".ckpt-", dir=d))
     try:
         save_file(_contiguous(model_state), str(tmp / WEIGHTS))
@@ -53,17 +95,120 @@ def write_checkpoint(directory: str | os.PathLike, model_state: dict[str, torch.
         (tmp / METRICS).write_text(json.dumps(metrics, indent=2, sort_keys=True, default=float) + "\n")
         if state is not None:
             torch.save(state, tmp / STATE)
-        # metrics.json goes last: a folder without it is incomplete and never picked.
-        for name in (WEIGHTS, BEST_WEIGHTS, CONFIG, STATE, METRICS):
+        files = {}
+        for name in CHECKPOINT_FILES:
             if (tmp / name).exists():
-                os.replace(tmp / name, d / name)
-    finally:
+                _fsync(tmp / name)
+                files[name] = {"size": (tmp / name).stat().st_size, "sha256": sha256_file(tmp / name)}
+        for name in (BEST_WEIGHTS, STATE):  # stale files of an older checkpoint in the same folder
+            if name not in files:
+                (d / name).unlink(missing_ok=True)
+        for name in files:
+            os.replace(tmp / name, d / name)
+        (tmp / MANIFEST).write_text(json.dumps({"format": 1, "files": files}, indent=2, sort_keys=True) + "\n")
+        _fsync(tmp / MANIFEST)
+        os.replace(tmp / MANIFEST, d / MANIFEST)
+    except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        if created:
+            shutil.rmtree(d, ignore_errors=True)
+        raise
+    shutil.rmtree(tmp, ignore_errors=True)
     return d
 
 
+def read_manifest(d: str | os.PathLike) -> Optional[dict[str, dict[str, Any]]]:
+    """``{file name: {"size", "sha256"}}`` from a checkpoint's manifest; None when it has none.
+
+    Raises:
+        CheckpointError: the manifest exists but cannot be read or is malformed.
+    """
+    p = Path(d) / MANIFEST
+    if not p.is_file():
+        return None
+    try:
+        files = json.loads(p.read_text())["files"]
+        if not isinstance(files, dict) or not all(
+                isinstance(v, dict) and isinstance(v.get("size"), int) and isinstance(v.get("sha256"), str)
+                for v in files.values()):
+            raise ValueError("malformed file list")
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise CheckpointError(f"cannot read {p}: {e}") from None
+    return files
+
+
+def manifest_problems(manifest: dict[str, dict[str, Any]], sizes: dict[str, int],
+                      hashes: Optional[dict[str, str]] = None) -> list[str]:
+    """Compare a manifest with the files found (``sizes``, and ``hashes`` when computed).
+
+    Also what ``pull`` uses on a remote listing, where hashing every file first would mean downloading it.
+    Returns one line per problem (empty when everything matches).
+    """
+    problems = []
+    for name, want in sorted(manifest.items()):
+        if name not in sizes:
+            problems.append(f"{name} is missing")
+        elif sizes[name] != want["size"]:
+            problems.append(f"{name} has {sizes[name]} bytes, the manifest says {want['size']}")
+        elif hashes is not None and name in hashes and hashes[name] != want["sha256"]:
+            problems.append(f"{name} differs from the manifest (sha256)")
+    for name in (WEIGHTS, CONFIG, METRICS):
+        if name not in manifest:
+            problems.append(f"the manifest lists no {name}")
+    return problems
+
+
+def _legacy_problems(d: Path) -> list[str]:
+    """Checks for a folder written before manifests: required files there, JSON files parse."""
+    problems = [f"{n} is missing" for n in (WEIGHTS, CONFIG, METRICS) if not (d / n).is_file()]
+    for name in (CONFIG, METRICS):
+        if (d / name).is_file():
+            try:
+                json.loads((d / name).read_text())
+            except (OSError, ValueError):
+                problems.append(f"{name} is empty or not valid JSON")
+    return problems
+
+
+def verify_checkpoint(path: str | os.PathLike, hashes: bool = True) -> list[str]:
+    """What is wrong with a checkpoint folder: an empty list when it is complete.
+
+    A folder with ``manifest.json`` must hold every file it lists, at the listed size and (with
+    ``hashes``) sha256. A folder without one is complete only if it was written before manifests
+    existed (no file of this version's format missing) and its files are there and parse.
+
+    Args:
+        path: the checkpoint folder.
+        hashes: also compare sha256 (reads every file); False checks presence and sizes only.
+    Returns:
+        One line per problem, e.g. ``"model.safetensors has 1024 bytes, the manifest says 4783720"``.
+    """
+    d = Path(path)
+    if not d.is_dir():
+        return [f"{d} is not a folder"]
+    try:
+        manifest = read_manifest(d)
+    except CheckpointError as e:
+        return [str(e)]
+    if manifest is None:
+        problems = _legacy_problems(d)
+        if problems and any((d / n).exists() for n in CHECKPOINT_FILES):
+            problems.append(f"no {MANIFEST}: the checkpoint was not finished writing")
+        return problems
+    sizes = {n: (d / n).stat().st_size for n in manifest if (d / n).is_file()}
+    digests = {n: sha256_file(d / n) for n in sizes if sizes[n] == manifest[n]["size"]} if hashes else None
+    return manifest_problems(manifest, sizes, digests)
+
+
+def is_complete(path: str | os.PathLike, hashes: bool = False) -> bool:
+    """True when :func:`verify_checkpoint` finds nothing wrong (by default sizes only: cheap enough to
+    run on every folder of a run)."""
+    return not verify_checkpoint(path, hashes=hashes)
+
+
 def is_checkpoint(d: Path) -> bool:
-    return (d / WEIGHTS).is_file() and (d / CONFIG).is_file() and (d / METRICS).is_file()
+    """A complete checkpoint folder (see :func:`is_complete`)."""
+    return is_complete(d)
 
 
 def read_metrics(d: str | os.PathLike) -> dict[str, Any]:
@@ -105,38 +250,80 @@ def read_weights(d: str | os.PathLike, best: bool = False) -> dict[str, torch.Te
         raise CheckpointError(f"cannot read weights {p}: {str(e).splitlines()[0]}") from None
 
 
-def find_checkpoints(root: str | os.PathLike) -> list[Path]:
-    """Every complete checkpoint folder at or below ``root`` (incomplete/hidden temp folders skipped)."""
-    r = Path(root)
-    if is_checkpoint(r):
-        return [r]
-    found = []
-    for dirpath, dirnames, _ in os.walk(r):
-        dirnames[:] = [n for n in dirnames if not n.startswith(".")]
+def _looks_like_checkpoint(d: Path) -> bool:
+    return any((d / n).exists() for n in CHECKPOINT_FILES)
+
+
+def scan_checkpoints(root: str | os.PathLike) -> tuple[list[Path], list[tuple[Path, list[str]]]]:
+    """Checkpoint folders at or below ``root`` (hidden temp folders skipped, not descending into one).
+
+    Returns:
+        ``(complete, incomplete)``: sorted complete folders, and ``(folder, problems)`` for the others.
+    """
+    complete: list[Path] = []
+    incomplete: list[tuple[Path, list[str]]] = []
+    for dirpath, dirnames, _ in os.walk(Path(root)):
+        dirnames[:] = sorted(n for n in dirnames if not n.startswith("."))
         p = Path(dirpath)
-        if is_checkpoint(p):
-            found.append(p)
+        if _looks_like_checkpoint(p):
+            problems = verify_checkpoint(p, hashes=False)
+            if problems:
+                incomplete.append((p, problems))
+            else:
+                complete.append(p)
             dirnames[:] = []
-    return sorted(found)
+    return sorted(complete), incomplete
+
+
+def find_checkpoints(root: str | os.PathLike) -> list[Path]:
+    """Every complete checkpoint folder at or below ``root``; incomplete ones are skipped with a logged
+    warning naming them."""
+    complete, incomplete = scan_checkpoints(root)
+    for p, problems in incomplete:
+        log.warning("skipping incomplete checkpoint %s (%s)", p, "; ".join(problems))
+    return complete
+
+
+def require_complete(d: str | os.PathLike, hashes: bool = True) -> Path:
+    """``d`` when it is a complete checkpoint folder (sha256 checked by default).
+
+    Raises:
+        CheckpointError: naming the folder and what is wrong with it.
+    """
+    problems = verify_checkpoint(d, hashes=hashes)
+    if problems:
+        raise CheckpointError(f"checkpoint {d} is incomplete or damaged ({'; '.join(problems[:3])}); it was not "
+                              "finished writing or was cut short: use another checkpoint of the run, or copy it again")
+    return Path(d)
 
 
 def resolve_checkpoint(path: str | os.PathLike, metric: str = "val_srcc") -> Path:
-    """A checkpoint folder, or the best (by ``metric``, from each epoch's metrics) one under a run folder.
+    """A checkpoint folder, or the best (by ``metric``, from each epoch's metrics) complete one under a
+    run folder.
 
     The selected folder's *own-epoch* weights are what ``model.safetensors`` holds; we pick the folder
     whose epoch was the best, so its weights are the best weights.
+
+    Raises:
+        CheckpointError: nothing there, ``path`` is an incomplete checkpoint, or no complete one is below it.
     """
     p = Path(path)
     if not p.exists():
         raise CheckpointError(f"checkpoint not found: {p}; give a checkpoint folder or a run/experiment folder")
     if p.is_file():
         if (p.parent / CONFIG).is_file() and p.name in (WEIGHTS, BEST_WEIGHTS, METRICS, CONFIG):
-            return p.parent
+            return require_complete(p.parent, hashes=False)
         raise CheckpointError(f"{p} is a file; give the checkpoint folder (with {WEIGHTS} and {CONFIG}), or "
                               "convert foreign weights with `swiniqa import-weights FILE --preset paper --out DIR`")
-    cands = find_checkpoints(p)
+    if _looks_like_checkpoint(p):
+        return require_complete(p, hashes=False)
+    cands, incomplete = scan_checkpoints(p)
+    for c, problems in incomplete:
+        log.warning("skipping incomplete checkpoint %s (%s)", c, "; ".join(problems))
     if not cands:
-        raise CheckpointError(f"no checkpoint under {p} (expected a folder with {WEIGHTS}, {CONFIG}, {METRICS})")
+        skipped = f"; skipped incomplete {', '.join(str(c) for c, _ in incomplete[:3])}" if incomplete else ""
+        raise CheckpointError(f"no complete checkpoint under {p} (expected a folder with {WEIGHTS}, {CONFIG}, "
+                              f"{METRICS}){skipped}")
 
     def score(c: Path) -> float:
         v = read_metrics(c).get(metric)
@@ -161,7 +348,7 @@ def load_model(path: str | os.PathLike, device: str = "cpu") -> tuple[torch.nn.M
                                   f"`swiniqa import-weights {p} --preset paper --out DIR` (plus --model-size/--set)")
         d = p.parent
     else:
-        d = resolve_checkpoint(path)
+        d = require_complete(resolve_checkpoint(path))
         sd = read_weights(d)
     cfg = read_config(d).replace(pretrained=False, pretrained_path=None)
     model = build_model(cfg)
