@@ -1,11 +1,12 @@
 """Model-step throughput: training patches/s (forward + backward + AdamW step) and evaluation images/s.
 
-The step is the training loop's own (swiniqa/training/loop.py): uint8 channels-last batch copied to
-the device, model (normalises the uint8 batch inside, one multiply-subtract), L1 loss on the standardised score, backward, grad-norm
-clip, AdamW (fused on CUDA), bf16 autocast and channels_last on CUDA, ``--compile`` for torch.compile.
-Evaluation is ``predict_images``'s: all ``test_patches`` crops of several images in one batch
-(``max(batch_size, test_patches) * 2 // test_patches`` images, as ``evaluate_split`` does), scores
-copied back to the host. Inputs are synthetic (random uint8, pinned on CUDA): this measures the model,
+The step is the training loop's own function (``swiniqa.training.loop.train_step``): uint8 channels-last
+batch copied to the device, optional colour jitter (``--color-jitter``), model (normalises the uint8 batch
+inside, one multiply-subtract), L1 (+ rank, ``--loss l1+rank``) loss on the standardised score, backward,
+grad-norm clip, AdamW (fused on CUDA), the lr schedule's step, bf16 autocast and channels_last on CUDA,
+``--compile`` for torch.compile. Evaluation is ``swiniqa.evaluation.inference.mean_scores``: all
+``test_patches`` crops of several images in one batch (``max(batch_size, test_patches) * 2 // test_patches``
+images, as ``evaluate_split`` does), scores copied back to the host. Inputs are synthetic (random uint8, pinned on CUDA): this measures the model,
 not the loader (see data_pipeline.py). Times are medians over ``--repeats`` steps after ``--warmup``,
 with ``torch.cuda.synchronize`` around every timed step on CUDA.
 
@@ -118,6 +119,11 @@ def build(size: str, args, device: torch.device):
         over["patch_size"] = args.patch_size
     if args.test_patches:
         over["test_patches"] = args.test_patches
+    if args.loss:
+        over["loss"] = args.loss
+        over["rank_weight"] = args.rank_weight if args.loss == "l1+rank" else 0.0
+    if args.color_jitter:
+        over["color_jitter"] = True
     cfg = TrainConfig().replace(**over)
     torch.manual_seed(0)
     model = build_model(cfg)
@@ -141,7 +147,13 @@ def _host_batch(n: int, p: int, device: torch.device, seed: int) -> torch.Tensor
 
 
 def make_steps(cfg, model, opt, device: torch.device):
-    """(train_step, eval_step, patches per train step, images per eval step)."""
+    """(train_step, eval_step, patches per train step, images per eval step): the loop's own
+    :func:`swiniqa.training.loop.train_step` (schedule step, rank loss and colour jitter as the config
+    says) and :func:`swiniqa.evaluation.inference.mean_scores`."""
+    from swiniqa.evaluation.inference import mean_scores
+    from swiniqa.training.loop import train_step as loop_step
+    from swiniqa.training.optim import make_schedule
+
     amp = cfg.amp and device.type == "cuda"
     bs, p = cfg.batch_size, cfg.patch_size
     xb = _host_batch(bs, p, device, 0)
@@ -150,27 +162,18 @@ def make_steps(cfg, model, opt, device: torch.device):
         yb = yb.pin_memory()
     n_img = max(1, max(cfg.batch_size, cfg.test_patches) * 2 // cfg.test_patches)
     xe = _host_batch(n_img * cfg.test_patches, p, device, 2)
-    shift, scale = 50.0, 20.0
+    owner = torch.arange(n_img).repeat_interleave(cfg.test_patches)
+    sched = make_schedule(opt, cfg, steps_per_epoch=1000)
+    gen = torch.Generator().manual_seed(0)
 
     def train_step() -> None:
         model.train()
-        x = xb.to(device, non_blocking=True)  # uint8, as the training loop passes it: the model normalises
-        y = ((yb.to(device, non_blocking=True) - shift) / scale).float()
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            pred = model(x, raw=True)
-            loss = torch.nn.functional.l1_loss(pred.float(), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        opt.step()
+        loss = loop_step(model, opt, sched, xb, yb, cfg, device, (50.0, 20.0), amp, gen)
+        if device.type == "cuda":
+            loss.item()  # the loop syncs once per epoch; here the timer syncs anyway
 
-    @torch.no_grad()
     def eval_step() -> None:
-        model.eval()
-        x = xe.to(device, non_blocking=True)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            model(x).float().cpu()  # the host copy is the sync, as in predict_images
+        mean_scores(model, [(xe, owner)], device, amp)  # the host copy is the sync
 
     return train_step, eval_step, bs, n_img
 
@@ -221,7 +224,7 @@ def bench_size(size: str, args, device: torch.device) -> dict[str, Any]:
                            "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 2),
                            "amp_bf16": bool(cfg.amp and device.type == "cuda"),
                            "channels_last": device.type == "cuda", "fused_adamw": device.type == "cuda",
-                           "compile": bool(args.compile)}
+                           "compile": bool(args.compile), "loss": cfg.loss, "color_jitter": cfg.color_jitter}
     if args.compare_naive:
         row["naive_impl"] = args.naive_impl
     fns: dict[str, Callable[[], None]] = {"train": train_step, "eval": eval_step}
@@ -265,6 +268,9 @@ def main(argv=None) -> int:
     ap.add_argument("--batch-size", type=int, default=0, help="default: the config's (32)")
     ap.add_argument("--patch-size", type=int, default=0, help="default: the config's (224)")
     ap.add_argument("--test-patches", type=int, default=0, help="eval crops per image (default: config's, 20)")
+    ap.add_argument("--loss", default=None, choices=("l1", "l1+rank"), help="default: the config's (l1)")
+    ap.add_argument("--rank-weight", type=float, default=0.3, help="rank-loss weight with --loss l1+rank")
+    ap.add_argument("--color-jitter", action="store_true", help="colour-jitter every batch, as the loop would")
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--compare-naive", action="store_true", help="also time the per-image target network")

@@ -329,8 +329,7 @@ def _posthoc_test(config: dict[str, Any], test_rows: list, checkpoint: str, cpus
     from swiniqa.data.records import Record
     from swiniqa.models import build_model
     from swiniqa.training.checkpoint import read_weights
-    from swiniqa.training.loop import evaluate_split
-    from swiniqa.training.session import LocalSession
+    from swiniqa.evaluation.inference import evaluate_split
 
     cfg = config_from_dict(config).replace(pretrained=False, pretrained_path=None)
     local = checkpoint
@@ -349,7 +348,7 @@ def _posthoc_test(config: dict[str, Any], test_rows: list, checkpoint: str, cpus
     model.to(device)
     records = [Record(*r) for r in test_rows]
     cache = ImageCache(cfg.resize, cfg.resize_short, cfg.patch_size)
-    metrics, _ = evaluate_split(model, records, cfg, cache, device, LocalSession(), cfg.amp and device.type == "cuda")
+    metrics, _ = evaluate_split(model, records, cfg, cache, device, cfg.amp and device.type == "cuda")
     return {f"test_{k}": float(v) for k, v in metrics.items()}
 
 

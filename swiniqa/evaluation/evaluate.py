@@ -26,19 +26,18 @@ from __future__ import annotations
 
 import csv
 import os
-import zlib
 import sys
 import time
-from typing import Any, Iterator, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
 import torch
 
 from swiniqa.config import TrainConfig
 from swiniqa.data.images import image_error
-from swiniqa.data.loader import EvalPatches, ImageCache, SeededPatches
 from swiniqa.data.records import DatasetInfo, Record
 from swiniqa.errors import DataError
+from swiniqa.evaluation.inference import default_device, default_threads, score_records
 from swiniqa.evaluation.metrics import all_metrics
 
 #: Per-dataset preprocessing for evaluation, overriding the checkpoint's ``resize``/``resize_short``.
@@ -85,17 +84,6 @@ def preprocessing(cfg: TrainConfig, dataset: str, resize: Any = "default",
     return (tuple(cfg.resize) if cfg.resize else None), cfg.resize_short
 
 
-def default_device(device: Optional[str | torch.device] = None) -> torch.device:
-    if device is not None:
-        return torch.device(device)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def default_threads() -> int:
-    """Decoding threads: big JPEGs (SPAQ) make decoding the bottleneck, so use the cores there are."""
-    return max(1, min(8, os.cpu_count() or 1))
-
-
 class Progress:
     """One updating stderr line, ``<label>: 123/2224 images`` (throttled; the last state always shown)."""
 
@@ -128,18 +116,6 @@ class Progress:
             sys.stderr.flush()
 
 
-class _Counted:
-    """Wraps an (patches, owner) iterable and steps a :class:`Progress` once per finished image."""
-
-    def __init__(self, loader, progress: Progress):
-        self.loader, self.progress = loader, progress
-
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        for patches, owner in self.loader:
-            yield patches, owner
-            self.progress.step(int(torch.unique(owner).numel()))
-
-
 def _display_path(path: str, root: str) -> str:
     """``path`` relative to the dataset root when it lies below it (as in the label file), else as is."""
     try:
@@ -163,46 +139,6 @@ def _precheck_files(records: Sequence[Record], dataset: str) -> None:
         path, why = bad[0]
         raise DataError(f"eval {dataset}: image {path}: {why}{more}; fix the data root, or run "
                         f"`swiniqa data check --dataset {dataset} --root ROOT` for the full list")
-
-
-def path_seed(seed: int, path: str) -> int:
-    """Crop seed of an image from its file name: its crops do not depend on which other images are scored."""
-    return (seed * 1_000_003 + zlib.crc32(os.path.basename(path).encode("utf-8", "surrogateescape"))) % (1 << 63)
-
-
-def score_records(model: torch.nn.Module, records: Sequence[Record], *, patch_size: int, patches: int,
-                  batch_size: int = 64, device: Optional[str | torch.device] = None,
-                  resize: Optional[tuple[int, int]] = None, resize_short: Optional[int] = None, seed: int = 0,
-                  threads: Optional[int] = None, cache: Optional[ImageCache] = None,
-                  progress: Optional[Progress] = None, seed_by_name: bool = False) -> np.ndarray:
-    """Mean score over ``patches`` fixed distinct crops for each record, in record order.
-
-    ``batch_size`` counts patches per forward pass (whole images per batch: max(1, batch_size//patches)).
-    Crops are seeded by the record's position, exactly as the training loop's test evaluation does
-    (:class:`~swiniqa.data.loader.EvalPatches`), or with ``seed_by_name`` by the file name
-    (:func:`path_seed`). A file that cannot be decoded raises :class:`DataError` naming it (unless
-    ``cache`` swallows it).
-    """
-    from swiniqa.training.loop import predict_images
-
-    dev = default_device(device)
-    model = model.to(dev).eval()
-    cache = cache or ImageCache(resize, resize_short, patch_size, budget_bytes=0)  # one pass: nothing kept
-    if seed_by_name:
-        paths = [r.path for r in records]
-        loader = SeededPatches(paths, [path_seed(seed, p) for p in paths], patch_size=patch_size,
-                               patches_per_image=patches, batch_size=max(batch_size, patches), cache=cache,
-                               threads=threads or default_threads())
-    else:
-        loader = EvalPatches(list(records), patch_size=patch_size, patches_per_image=patches,
-                             batch_size=max(batch_size, patches), seed=seed, cache=cache,
-                             threads=threads or default_threads())
-    amp = dev.type == "cuda"
-    it = _Counted(loader, progress) if progress is not None else loader
-    means = predict_images(model, it, dev, amp)
-    if progress is not None:
-        progress.close()
-    return np.array([means[i] for i in range(len(records))], dtype=np.float64)
 
 
 def evaluate_dataset(model: torch.nn.Module, cfg: TrainConfig, info: DatasetInfo, patches: Optional[int] = None,
@@ -272,4 +208,4 @@ def write_predictions(predictions: Sequence[tuple[str, float, float]], path: str
 
 
 __all__ = ["EVAL_PREPROCESSING", "preprocessing", "evaluate_dataset", "score_records", "write_predictions",
-           "default_device", "Progress", "SeededPatches", "path_seed"]
+           "default_device", "default_threads", "Progress"]

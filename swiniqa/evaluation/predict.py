@@ -5,7 +5,8 @@
     # [{"image": "photo.jpg", "score": 71.3}, {"image": "folder/broken.jpg", "score": None, "error": "..."}, ...]
 
 Each image gets the mean score of ``patches`` fixed distinct crops (the checkpoint's ``test_patches`` by
-default; the crops are seeded by the file name, so an image's score does not depend on what else is scored), preprocessed as the checkpoint was trained (its ``resize``/``resize_short``; override with
+default; the crops are seeded by the file's bytes, so an image's score depends only on its pixels, not on its name
+or on what else is scored), preprocessed as the checkpoint was trained (its ``resize``/``resize_short``; override with
 ``resize``/``resize_short``). Scores are in the checkpoint's units (KonIQ MOS_zscore 0-100 for the
 reference run), higher = better.
 
@@ -29,7 +30,8 @@ from swiniqa.config import TrainConfig
 from swiniqa.data.loader import ImageCache
 from swiniqa.data.records import Record
 from swiniqa.errors import DataError
-from swiniqa.evaluation.evaluate import Progress, preprocessing, score_records
+from swiniqa.evaluation.evaluate import Progress, preprocessing
+from swiniqa.evaluation.inference import score_records
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -132,7 +134,7 @@ def predict_images(checkpoint: Union[str, os.PathLike, tuple[torch.nn.Module, Tr
     if isinstance(checkpoint, tuple):
         model, cfg = checkpoint
     else:
-        from swiniqa.training.checkpoint import load_model
+        from swiniqa.serving.runtime import load_scorer as load_model  # a checkpoint, or an exported .onnx
 
         model, cfg = load_model(checkpoint)
     n = int(patches or cfg.test_patches)
@@ -145,7 +147,7 @@ def predict_images(checkpoint: Union[str, os.PathLike, tuple[torch.nn.Module, Tr
     bar = Progress("predict", len(records), enabled=progress, bar=True)
     scores = score_records(model, records, patch_size=cfg.patch_size, patches=n, batch_size=batch_size,
                            device=device, seed=cfg.seed, threads=threads, cache=cache, progress=bar,
-                           seed_by_name=True)
+                           seed_by_content=True)
     out: list[dict[str, Any]] = []
     for p, s in zip(paths, scores):
         if p in decode_errors:

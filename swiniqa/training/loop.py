@@ -1,9 +1,14 @@
 """The per-worker training loop (one process per Ray Train worker, or in-process).
 
-Each epoch: train on this rank's shard, evaluate the validation split (sharded, predictions gathered
-once), report metrics + checkpoint, write TensorBoard scalars on rank 0 after the checkpoint is
-committed (so a restarted run never logs an epoch twice). After the last epoch the best weights are
-evaluated once on the test split; selection never looks at the test set.
+:func:`train_worker` is ``setup`` → :func:`restore_state` → per epoch :func:`train_one_epoch` and
+:func:`end_of_epoch` (validate, select, report + checkpoint, log) → :func:`final_test`. Each epoch trains
+on this rank's shard and evaluates the validation split (sharded, predictions gathered once); TensorBoard
+scalars are written on rank 0 after the checkpoint is committed (so a restarted run never logs an epoch
+twice). After the last epoch the best weights are evaluated once on the test split; selection never looks
+at the test set. :func:`train_step` is the one optimisation step (``benchmarks/train_step.py`` times it).
+
+Scoring is :mod:`swiniqa.evaluation.inference`'s; running the loop without Ray is
+:func:`swiniqa.training.local.train_in_process`.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import os
 import signal
 import tempfile
 import time
+from dataclasses import dataclass, field
 from typing import Any, Optional
 
 import numpy as np
@@ -20,14 +26,19 @@ import torch
 import torch.distributed as dist
 
 from swiniqa.config import TrainConfig, config_from_dict
-from swiniqa.data.loader import EvalPatches, ImageCache, TrainPatches
+from swiniqa.data.loader import ImageCache, TrainPatches
 from swiniqa.data.records import Record
 from swiniqa.errors import TrainingError
-from swiniqa.evaluation.metrics import all_metrics
+from swiniqa.evaluation.inference import evaluate_split
 from swiniqa.models import build_model
 from swiniqa.training import checkpoint as ckio
 from swiniqa.training.optim import make_optimizer, make_schedule
-from swiniqa.training.session import LocalSession, RaySession, Session
+from swiniqa.training.session import RaySession, Session
+
+#: Per-epoch values kept for the run's ``history.csv`` / ``curves.png``.
+HISTORY_KEYS = ("epoch", "train_loss", "val_srcc", "val_plcc", "lr_backbone", "lr_head", "epoch_time_s")
+#: Scalars written to TensorBoard each epoch.
+_TB_KEYS = ("train_loss", "val_srcc", "val_plcc", "lr_backbone", "lr_head", "train_patches_per_s")
 
 
 def _records(rows: list) -> list[Record]:
@@ -44,30 +55,6 @@ def _device(cfg: TrainConfig, session: Session) -> torch.device:
     return torch.device("cpu")
 
 
-def _gather(obj: Any, world: int) -> list[Any]:
-    if world == 1 or not dist.is_initialized():
-        return [obj]
-    out: list[Any] = [None] * world
-    dist.all_gather_object(out, obj)
-    return out
-
-
-@torch.no_grad()
-def predict_images(model: torch.nn.Module, loader: EvalPatches, device: torch.device, amp: bool) -> dict[int, float]:
-    """Mean score per image index over its fixed test crops."""
-    model.eval()
-    sums: dict[int, float] = {}
-    counts: dict[int, int] = {}
-    for patches, owner in loader:
-        x = patches.to(device, non_blocking=True)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            y = model(x).float().cpu().numpy()
-        for i, v in zip(owner.tolist(), y.tolist()):
-            sums[i] = sums.get(i, 0.0) + v
-            counts[i] = counts.get(i, 0) + 1
-    return {i: sums[i] / counts[i] for i in sums}
-
-
 def loader_threads(cfg: TrainConfig, device: torch.device, cpus: int) -> int:
     """Decode threads of a worker given ``cpus`` CPUs: ``cfg.loader_threads`` when set; else one beside
     CPU training (the model step uses every core), and all but one core beside a GPU."""
@@ -76,27 +63,20 @@ def loader_threads(cfg: TrainConfig, device: torch.device, cpus: int) -> int:
     return max(1, cpus - 1) if device.type == "cuda" else 1
 
 
-def evaluate_split(model, records: list[Record], cfg: TrainConfig, cache: ImageCache, device, session: Session,
-                   amp: bool, threads: int = 1) -> tuple[dict[str, float], np.ndarray]:
-    loader = EvalPatches(records, patch_size=cfg.patch_size, patches_per_image=cfg.test_patches,
-                         batch_size=max(cfg.batch_size, cfg.test_patches) * 2, seed=cfg.seed, cache=cache,
-                         rank=session.rank, world=session.world, threads=threads)
-    local = predict_images(model, loader, device, amp)
-    merged: dict[int, float] = {}
-    for part in _gather(local, session.world):
-        merged.update(part)
-    idx = sorted(merged)
-    pred = np.array([merged[i] for i in idx])
-    mos = np.array([records[i].score for i in idx])
-    return all_metrics(pred, mos), pred
-
-
-def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    return model.module if hasattr(model, "module") else model
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The plain model under DDP (``.module``) and ``torch.compile`` (``._orig_mod``) wrappers, so state
+    dicts carry the model's own keys."""
+    while True:
+        inner = getattr(model, "_orig_mod", None)
+        if inner is None:
+            inner = getattr(model, "module", None)
+        if not isinstance(inner, torch.nn.Module):
+            return model
+        model = inner
 
 
 def _clone_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().to("cpu", copy=True) for k, v in _unwrap(model).state_dict().items()}
+    return {k: v.detach().to("cpu", copy=True) for k, v in unwrap(model).state_dict().items()}
 
 
 def rank_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -118,19 +98,98 @@ def color_jitter(x: torch.Tensor, gen: torch.Generator, strength: float = 0.2) -
     return x.clamp_(0, 1)
 
 
-def train_worker(loop_config: dict[str, Any], session: Optional[Session] = None) -> dict[str, Any]:
-    """Train one configuration on this worker. ``loop_config`` is built by ``trainer.loop_config``.
+def train_step(model: torch.nn.Module, opt: torch.optim.Optimizer, sched: Any, patches: torch.Tensor,
+               scores: torch.Tensor, cfg: TrainConfig, device: torch.device, label_stats: tuple[float, float],
+               amp: bool, gen: torch.Generator) -> torch.Tensor:
+    """One optimisation step on a batch: the loop's and the benchmark's.
 
-    Returns (on every rank) the final summary: best validation metrics and test metrics of the best
-    weights.
+    Args:
+        model: the model in train mode (DDP/compile-wrapped is fine).
+        opt, sched: the optimizer and its per-step schedule (stepped here).
+        patches: uint8 NCHW batch (the model normalises it in one op); colour-jittered when
+            ``cfg.color_jitter``.
+        scores: the batch's labels in dataset units.
+        cfg: ``loss``, ``rank_weight``, ``grad_clip``, ``color_jitter``.
+        device, amp: where it runs; bf16 autocast.
+        label_stats: ``(shift, scale)`` that standardise the labels.
+        gen: the CPU generator colour jitter draws from.
+
+    Returns:
+        The batch's mean loss (detached, on ``device``; no host sync).
     """
-    session = session or RaySession()
+    shift, scale = label_stats
+    x = patches.to(device, non_blocking=True)
+    if cfg.color_jitter:
+        x = color_jitter(x.float().div_(255.0), gen)
+    y = ((scores.to(device, non_blocking=True) - shift) / scale).float()
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+        pred = model(x, raw=True)
+        loss = torch.nn.functional.l1_loss(pred.float(), y)
+        if cfg.loss == "l1+rank" and cfg.rank_weight > 0:
+            loss = loss + cfg.rank_weight * rank_loss(pred.float(), y)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if cfg.grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+    opt.step()
+    sched.step()
+    return loss.detach()
+
+
+@dataclass
+class Run:
+    """What one worker trains with (built once by :func:`setup`)."""
+
+    cfg: TrainConfig
+    session: Session
+    splits: dict[str, list[Record]]
+    label_stats: tuple[float, float]
+    device: torch.device
+    amp: bool
+    threads: int
+    model: torch.nn.Module
+    opt: torch.optim.Optimizer
+    sched: Any
+    cache: ImageCache
+    train: TrainPatches
+    gen: torch.Generator
+    loop_config: dict[str, Any]
+
+
+@dataclass
+class RunState:
+    """Progress carried from epoch to epoch and through restarts (in the checkpoint's state)."""
+
+    start_epoch: int = 0
+    restarts: int = 0
+    best: dict[str, float] = field(default_factory=lambda: {"val_srcc": -math.inf, "epoch": -1})
+    best_state: Optional[dict[str, torch.Tensor]] = None
+    bad_epochs: int = 0
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def _place_model(cfg: TrainConfig, session: Session, device: torch.device, label_stats) -> tuple:
+    model = build_model(cfg)
+    model.set_label_scale(*label_stats)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    backbone_params, head_params = model.param_groups()
+    if session.under_ray and session.world > 1:
+        import ray.train.torch
+
+        model = ray.train.torch.prepare_model(model, parallel_strategy_kwargs=dict(bucket_cap_mb=50))
+    else:
+        model = model.to(device)
+    if cfg.compile:
+        model = torch.compile(model)
+    return model, backbone_params, head_params
+
+
+def setup(loop_config: dict[str, Any], session: Session) -> Run:
+    """Seed, pick the device and threads, build the model, optimizer, schedule and training loader."""
     cfg: TrainConfig = config_from_dict(loop_config["config"])
     splits = {k: _records(v) for k, v in loop_config["splits"].items()}
-    shift, scale = loop_config["label_stats"]
-    progress = loop_config.get("progress")
-    fit_id = loop_config.get("fit_id", "")
-
+    label_stats = tuple(loop_config["label_stats"])
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
     device = _device(cfg, session)
@@ -138,162 +197,196 @@ def train_worker(loop_config: dict[str, Any], session: Optional[Session] = None)
     if device.type == "cpu":
         torch.set_num_threads(cpus)
     threads = loader_threads(cfg, device, cpus)
-    amp = cfg.amp and device.type == "cuda"
-
-    model = build_model(cfg)
-    model.set_label_scale(shift, scale)
-    if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
-    backbone_params, head_params = model.param_groups()
-    if session.under_ray:
-        import ray.train.torch
-
-        model = ray.train.torch.prepare_model(model, parallel_strategy_kwargs=dict(bucket_cap_mb=50)) \
-            if session.world > 1 else model.to(device)
-    else:
-        model = model.to(device)
-    if cfg.compile:
-        model = torch.compile(model)
-
+    model, backbone_params, head_params = _place_model(cfg, session, device, label_stats)
     cache = ImageCache(cfg.resize, cfg.resize_short, cfg.patch_size,
                        budget_bytes=int(loop_config.get("cache_gb", 2.0) * (1 << 30)))
     train = TrainPatches(splits["train"], patch_size=cfg.patch_size, patches_per_image=cfg.train_patches,
                          batch_size=cfg.batch_size, seed=cfg.seed, cache=cache, rank=session.rank,
-                         world=session.world, hflip=cfg.hflip, threads=threads,
-                         content_aug=cfg.content_aug)
-    steps_per_epoch = max(1, len(train))
+                         world=session.world, hflip=cfg.hflip, threads=threads, content_aug=cfg.content_aug)
     opt = make_optimizer(backbone_params, head_params, cfg, device)
-    sched = make_schedule(opt, cfg, steps_per_epoch)
-
-    start_epoch, restarts = 0, 0
-    best = {"val_srcc": -math.inf, "epoch": -1}
-    best_state: Optional[dict[str, torch.Tensor]] = None
-    bad_epochs = 0
-    history: list[dict[str, float]] = []  # per-epoch curves, carried through restarts in the checkpoint
-    resume_dir = session.latest_checkpoint()
-    if resume_dir:
-        st = ckio.read_state(resume_dir) or {}
-        _unwrap(model).load_state_dict(ckio.read_weights(resume_dir))
-        if "optimizer" in st:
-            opt.load_state_dict(st["optimizer"])
-            sched.load_state_dict(st["scheduler"])
-        start_epoch = int(st.get("epoch", -1)) + 1
-        best = {"val_srcc": float(st.get("best_val_srcc", -math.inf)), "epoch": int(st.get("best_epoch", -1)),
-                **{k: float(v) for k, v in st.get("best_metrics", {}).items()}}
-        bad_epochs = int(st.get("bad_epochs", 0))
-        history = list(st.get("history", []))
-        restarts = int(st.get("restarts", 0)) + (1 if st.get("fit_id") == fit_id else 0)
-        best_state = ckio.read_weights(resume_dir, best=True)
-
-    writer = None
-    if session.rank == 0 and loop_config.get("tensorboard"):
-        from torch.utils.tensorboard import SummaryWriter
-
-        # After a restart, drop any events a dead attempt wrote past the checkpoint we resumed from,
-        # so no epoch appears twice in the curves.
-        writer = SummaryWriter(loop_config["tensorboard"], flush_secs=5,
-                               purge_step=start_epoch + 1 if start_epoch else None)
-
+    sched = make_schedule(opt, cfg, max(1, len(train)))
     gen = torch.Generator().manual_seed(cfg.seed * 7919 + session.rank)
-    stopped_early = False
-    epoch = start_epoch - 1
-    for epoch in range(start_epoch, cfg.epochs):
-        if cfg.inject_failure_at_epoch == epoch + 1 and session.under_ray and session.rank == 0:
-            _inject_failure(fit_id)
-        t0 = time.perf_counter()
-        model.train()
-        loss_sum = torch.zeros((), device=device, dtype=torch.float64)
-        n_seen = 0
-        for patches, scores in train.epoch(epoch):
-            x = patches.to(device, non_blocking=True)  # uint8: the model normalises it in one op
-            if cfg.color_jitter:
-                x = color_jitter(x.float().div_(255.0), gen)
-            y = ((scores.to(device, non_blocking=True) - shift) / scale).float()
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                pred = model(x, raw=True)
-                loss = torch.nn.functional.l1_loss(pred.float(), y)
-                if cfg.loss == "l1+rank" and cfg.rank_weight > 0:
-                    loss = loss + cfg.rank_weight * rank_loss(pred.float(), y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            opt.step()
-            sched.step()
-            loss_sum += loss.detach().double() * len(scores)
-            n_seen += len(scores)
-        train_loss = float(loss_sum.item()) / max(1, n_seen)  # one host sync per epoch
-        if session.world > 1 and dist.is_initialized():
-            t = torch.tensor([train_loss], device=device, dtype=torch.float64)
-            dist.all_reduce(t)
-            train_loss = float(t.item()) / session.world
-        train_time = time.perf_counter() - t0
-        if not math.isfinite(train_loss):
-            raise TrainingError(f"non-finite training loss at epoch {epoch + 1} (lr={cfg.lr:g}); "
-                                "lower lr or enable grad_clip")
+    return Run(cfg, session, splits, label_stats, device, cfg.amp and device.type == "cuda", threads, model, opt,
+               sched, cache, train, gen, loop_config)
 
-        val, _ = evaluate_split(model, splits["val"], cfg, cache, device, session, amp, threads)
-        improved = math.isfinite(val["srcc"]) and val["srcc"] > best["val_srcc"]
-        if improved:
-            best = {"val_srcc": val["srcc"], "epoch": epoch, "val_plcc": val["plcc"], "val_krcc": val["krcc"]}
-            best_state = _clone_state(model)
-            bad_epochs = 0
-        else:
-            bad_epochs += 1
 
-        lrs = [g["lr"] for g in opt.param_groups]
-        metrics = {
-            "epoch": epoch + 1, "train_loss": train_loss, "val_srcc": val["srcc"], "val_plcc": val["plcc"],
-            "val_krcc": val["krcc"], "val_plcc_fit": val["plcc_fit"], "best_val_srcc": best["val_srcc"],
-            "best_epoch": best["epoch"] + 1, "lr_backbone": lrs[0], "lr_head": lrs[1], "restarts": restarts,
-            "epoch_time_s": time.perf_counter() - t0, "train_time_s": train_time,
-            "train_patches_per_s": n_seen * session.world / max(train_time, 1e-9),
-        }
-        stop = bad_epochs >= cfg.patience
-        history.append({k: float(metrics[k]) for k in HISTORY_KEYS})
-        state = {"history": history, "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "epoch": epoch,
-                 "best_val_srcc": best["val_srcc"], "best_epoch": best["epoch"],
-                 "best_metrics": {k: v for k, v in best.items() if k not in ("epoch", "val_srcc")},
-                 "bad_epochs": bad_epochs, "restarts": restarts, "fit_id": fit_id}
+def restore_state(run: Run) -> RunState:
+    """Load weights, optimizer, schedule and progress from the session's latest checkpoint, if any.
 
-        def write(d: str, _state=state, _metrics=metrics, _best=None if improved else best_state):
-            ckio.write_checkpoint(d, _unwrap(model).state_dict(), cfg, _metrics, _state, _best)
+    A restart of the same fit (same ``fit_id``) counts in ``restarts``."""
+    resume_dir = run.session.latest_checkpoint()
+    if not resume_dir:
+        return RunState()
+    st = ckio.read_state(resume_dir) or {}
+    unwrap(run.model).load_state_dict(ckio.read_weights(resume_dir))
+    if "optimizer" in st:
+        run.opt.load_state_dict(st["optimizer"])
+        run.sched.load_state_dict(st["scheduler"])
+    best = {"val_srcc": float(st.get("best_val_srcc", -math.inf)), "epoch": int(st.get("best_epoch", -1)),
+            **{k: float(v) for k, v in st.get("best_metrics", {}).items()}}
+    restarts = int(st.get("restarts", 0)) + (1 if st.get("fit_id") == run.loop_config.get("fit_id", "") else 0)
+    return RunState(start_epoch=int(st.get("epoch", -1)) + 1, restarts=restarts, best=best,
+                    best_state=ckio.read_weights(resume_dir, best=True), bad_epochs=int(st.get("bad_epochs", 0)),
+                    history=list(st.get("history", [])))
 
-        session.report(metrics, write)
-        if writer is not None:
-            for k in ("train_loss", "val_srcc", "val_plcc", "lr_backbone", "lr_head", "train_patches_per_s"):
-                writer.add_scalar(k if k.startswith("lr") else f"{k.split('_')[0]}/{k.split('_', 1)[1]}",
-                                  metrics[k], global_step=epoch + 1)
-            writer.flush()
-            if loop_config.get("tensorboard_remote"):
-                from swiniqa.storage import copy_dir
 
-                copy_dir(loop_config["tensorboard"], loop_config["tensorboard_remote"])
-        if progress is not None and session.rank == 0:
-            try:
-                progress.put_nowait(metrics)
-            except Exception:  # noqa: BLE001 - progress display must never stop training
-                pass
-        if stop:
-            stopped_early = epoch + 1 < cfg.epochs
-            break
+def train_one_epoch(run: Run, epoch: int) -> tuple[float, int, float]:
+    """Train on this rank's shard for one epoch.
 
-    # Test once, with the weights selected on validation.
-    final = {"best_val_srcc": best["val_srcc"], "best_val_plcc": best.get("val_plcc", float("nan")),
-             "best_epoch": best["epoch"] + 1, "epochs_run": epoch + 1, "stopped_early": stopped_early,
-             "restarts": restarts, "history": history}
-    if splits.get("test"):
-        if best_state is not None:
-            _unwrap(model).load_state_dict(best_state)
-        test, _ = evaluate_split(model, splits["test"], cfg, cache, device, session, amp, threads)
-        final.update({f"test_{k}": v for k, v in test.items()})
+    Returns:
+        ``(train_loss, patches, seconds)``: mean loss over all ranks, this rank's patch count, train time.
+
+    Raises:
+        TrainingError: the loss is not finite.
+    """
+    t0 = time.perf_counter()
+    run.model.train()
+    loss_sum = torch.zeros((), device=run.device, dtype=torch.float64)
+    n_seen = 0
+    for patches, scores in run.train.epoch(epoch):
+        loss = train_step(run.model, run.opt, run.sched, patches, scores, run.cfg, run.device, run.label_stats,
+                          run.amp, run.gen)
+        loss_sum += loss.double() * len(scores)
+        n_seen += len(scores)
+    train_loss = float(loss_sum.item()) / max(1, n_seen)  # one host sync per epoch
+    if run.session.world > 1 and dist.is_initialized():
+        t = torch.tensor([train_loss], device=run.device, dtype=torch.float64)
+        dist.all_reduce(t)
+        train_loss = float(t.item()) / run.session.world
+    train_time = time.perf_counter() - t0
+    if not math.isfinite(train_loss):
+        raise TrainingError(f"non-finite training loss at epoch {epoch + 1} (lr={run.cfg.lr:g}); "
+                            "lower lr or enable grad_clip")
+    return train_loss, n_seen, train_time
+
+
+def _select(run: Run, state: RunState, epoch: int, val: dict[str, float]) -> bool:
+    """Keep the weights when validation SRCC improved; count bad epochs otherwise. True if improved."""
+    improved = math.isfinite(val["srcc"]) and val["srcc"] > state.best["val_srcc"]
+    if improved:
+        state.best = {"val_srcc": val["srcc"], "epoch": epoch, "val_plcc": val["plcc"], "val_krcc": val["krcc"]}
+        state.best_state = _clone_state(run.model)
+        state.bad_epochs = 0
+    else:
+        state.bad_epochs += 1
+    return improved
+
+
+def _checkpoint_state(run: Run, state: RunState, epoch: int) -> dict[str, Any]:
+    best = state.best
+    return {"history": state.history, "optimizer": run.opt.state_dict(), "scheduler": run.sched.state_dict(),
+            "epoch": epoch, "best_val_srcc": best["val_srcc"], "best_epoch": best["epoch"],
+            "best_metrics": {k: v for k, v in best.items() if k not in ("epoch", "val_srcc")},
+            "bad_epochs": state.bad_epochs, "restarts": state.restarts,
+            "fit_id": run.loop_config.get("fit_id", "")}
+
+
+def end_of_epoch(run: Run, state: RunState, epoch: int, train_loss: float, n_seen: int, t0: float,
+                 train_time: float, writer: Any = None) -> bool:
+    """Validate, select, report the metrics with a checkpoint, then log. Returns True when patience ran out."""
+    session = run.session
+    val, _ = evaluate_split(run.model, run.splits["val"], run.cfg, run.cache, run.device, run.amp, run.threads,
+                            rank=session.rank, world=session.world)
+    improved = _select(run, state, epoch, val)
+    best = state.best
+    lrs = [g["lr"] for g in run.opt.param_groups]
+    metrics = {
+        "epoch": epoch + 1, "train_loss": train_loss, "val_srcc": val["srcc"], "val_plcc": val["plcc"],
+        "val_krcc": val["krcc"], "val_plcc_fit": val["plcc_fit"], "best_val_srcc": best["val_srcc"],
+        "best_epoch": best["epoch"] + 1, "lr_backbone": lrs[0], "lr_head": lrs[1], "restarts": state.restarts,
+        "epoch_time_s": time.perf_counter() - t0, "train_time_s": train_time,
+        "train_patches_per_s": n_seen * session.world / max(train_time, 1e-9),
+    }
+    state.history.append({k: float(metrics[k]) for k in HISTORY_KEYS})
+    ck_state = _checkpoint_state(run, state, epoch)
+
+    def write(d: str, _state=ck_state, _metrics=metrics, _best=None if improved else state.best_state):
+        ckio.write_checkpoint(d, unwrap(run.model).state_dict(), run.cfg, _metrics, _state, _best)
+
+    session.report(metrics, write)
+    _log(run, metrics, writer)
+    return state.bad_epochs >= run.cfg.patience
+
+
+def _open_writer(run: Run, start_epoch: int) -> Any:
+    """Rank 0's TensorBoard writer, if asked for. After a restart, drop any events a dead attempt wrote
+    past the checkpoint we resumed from, so no epoch appears twice in the curves."""
+    if run.session.rank != 0 or not run.loop_config.get("tensorboard"):
+        return None
+    from torch.utils.tensorboard import SummaryWriter
+
+    return SummaryWriter(run.loop_config["tensorboard"], flush_secs=5,
+                         purge_step=start_epoch + 1 if start_epoch else None)
+
+
+def _log(run: Run, metrics: dict[str, Any], writer: Any) -> None:
+    """TensorBoard scalars (copied to remote storage when the run lives there) and the progress queue."""
+    lc = run.loop_config
     if writer is not None:
-        writer.close()
+        for k in _TB_KEYS:
+            writer.add_scalar(k if k.startswith("lr") else f"{k.split('_')[0]}/{k.split('_', 1)[1]}",
+                              metrics[k], global_step=metrics["epoch"])
+        writer.flush()
+        if lc.get("tensorboard_remote"):
+            from swiniqa.storage import copy_dir
+
+            copy_dir(lc["tensorboard"], lc["tensorboard_remote"])
+    progress = lc.get("progress")
+    if progress is not None and run.session.rank == 0:
+        try:
+            progress.put_nowait(metrics)
+        except Exception:  # noqa: BLE001 - progress display must never stop training
+            pass
+
+
+def final_test(run: Run, state: RunState, epochs_run: int, stopped_early: bool) -> dict[str, Any]:
+    """The run's summary; the test split is scored once, with the weights selected on validation."""
+    best = state.best
+    final = {"best_val_srcc": best["val_srcc"], "best_val_plcc": best.get("val_plcc", float("nan")),
+             "best_epoch": best["epoch"] + 1, "epochs_run": epochs_run, "stopped_early": stopped_early,
+             "restarts": state.restarts, "history": state.history}
+    if run.splits.get("test"):
+        if state.best_state is not None:
+            unwrap(run.model).load_state_dict(state.best_state)
+        test, _ = evaluate_split(run.model, run.splits["test"], run.cfg, run.cache, run.device, run.amp,
+                                 run.threads, rank=run.session.rank, world=run.session.world)
+        final.update({f"test_{k}": v for k, v in test.items()})
     return final
 
 
-#: Per-epoch values kept for the run's ``history.csv`` / ``curves.png``.
-HISTORY_KEYS = ("epoch", "train_loss", "val_srcc", "val_plcc", "lr_backbone", "lr_head", "epoch_time_s")
+def train_worker(loop_config: dict[str, Any], session: Optional[Session] = None) -> dict[str, Any]:
+    """Train one configuration on this worker.
+
+    Args:
+        loop_config: built by :func:`swiniqa.training.trainer.loop_config` (config, splits, label stats,
+            TensorBoard folders, progress queue, fit id).
+        session: where the loop runs (default: inside Ray Train).
+
+    Returns:
+        On every rank, the final summary: best validation metrics, test metrics of the best weights,
+        ``epochs_run``, ``stopped_early``, ``restarts`` and the per-epoch ``history``.
+
+    Raises:
+        TrainingError: the training loss became non-finite.
+    """
+    session = session or RaySession()
+    run = setup(loop_config, session)
+    state = restore_state(run)
+    writer = _open_writer(run, state.start_epoch)
+    stopped_early = False
+    epoch = state.start_epoch - 1
+    for epoch in range(state.start_epoch, run.cfg.epochs):
+        if run.cfg.inject_failure_at_epoch == epoch + 1 and session.under_ray and session.rank == 0:
+            _inject_failure(loop_config.get("fit_id", ""))
+        t0 = time.perf_counter()
+        train_loss, n_seen, train_time = train_one_epoch(run, epoch)
+        if end_of_epoch(run, state, epoch, train_loss, n_seen, t0, train_time, writer):
+            stopped_early = epoch + 1 < run.cfg.epochs
+            break
+    final = final_test(run, state, epoch + 1, stopped_early)
+    if writer is not None:
+        writer.close()
+    return final
 
 
 def _inject_failure(fit_id: str) -> None:
@@ -308,12 +401,10 @@ def _inject_failure(fit_id: str) -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
-def train_in_process(cfg: TrainConfig, run_dir: Optional[str] = None, splits=None, resume: bool = True
-                     ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Run the same loop without Ray (one process): for tests, benchmarks and notebooks."""
-    from swiniqa.training.trainer import loop_config
+def __getattr__(name: str) -> Any:
+    """``train_in_process`` moved to :mod:`swiniqa.training.local` (kept importable from here)."""
+    if name == "train_in_process":
+        from swiniqa.training.local import train_in_process
 
-    lc = loop_config(cfg, splits=splits, tensorboard=os.path.join(run_dir, "tensorboard") if run_dir else None)
-    session = LocalSession(run_dir, resume=resume)
-    final = train_worker(lc, session)
-    return final, session.reports
+        return train_in_process
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
