@@ -226,7 +226,7 @@ _EXTRA_VERBS: list[Callable[[Any], None]] = []
 def _register_extra_verbs() -> None:
     import importlib
 
-    for mod in ("swiniqa.evaluation.cli_verbs", "tune_experiments.cli_verbs", "swiniqa.pull"):
+    for mod in ("swiniqa.evaluation.cli_verbs", "tune_experiments.cli_verbs", "swiniqa.pull", "swiniqa.serving.cli_verbs"):
         try:
             m = importlib.import_module(mod)
         except ModuleNotFoundError as e:

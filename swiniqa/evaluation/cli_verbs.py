@@ -38,7 +38,7 @@ def _checkpoint_path(path: str) -> str:
     if is_remote(path):
         raise CheckpointError(f"{path} is remote; copy its best checkpoint first with `swiniqa pull {path} DEST` "
                               "and pass DEST/best")
-    if path.endswith((*FOREIGN_SUFFIXES, ".safetensors")):
+    if path.endswith((*FOREIGN_SUFFIXES, ".safetensors", ".onnx")):
         return path
     return str(resolve_checkpoint(path))
 
