@@ -66,3 +66,11 @@ def ensure_writable(uri: str) -> str:
     except OSError as e:
         raise SwiniqaError(f"output folder {path} is not writable ({e.strerror}); pick another with --output") from None
     return path
+
+
+def with_scheme(path: str, like: str) -> str:
+    """``path`` inside a filesystem as a URI with ``like``'s scheme (Ray's ``Checkpoint.path`` on S3 is
+    ``bucket/prefix/...`` without ``s3://``); local paths come back unchanged."""
+    if not is_remote(like) or is_remote(path):
+        return path
+    return f"{str(like).split('://', 1)[0]}://{str(path).lstrip('/')}"

@@ -17,10 +17,11 @@ from typing import Any, Optional
 import numpy as np
 
 from swiniqa.config import TrainConfig
-from swiniqa.data.records import Record, read_dataset
+from swiniqa.data.records import Record, read_config_dataset
 from swiniqa.data.splits import split_dataset
-from swiniqa.errors import DataError, SwiniqaError, TrainingError
-from swiniqa.storage import ensure_writable, is_remote
+from swiniqa.errors import CheckpointError, ConfigError, DataError, SwiniqaError, TrainingError
+from swiniqa.resources import require_resources
+from swiniqa.storage import ensure_writable, is_remote, with_scheme
 
 QUIET_ENV = {
     "RAY_USAGE_STATS_ENABLED": "0",
@@ -36,13 +37,15 @@ def prepare_splits(cfg: TrainConfig, check: bool = True, progress: bool = True) 
     Returns the splits and a data report (images, skipped files). Broken files stop here, by name,
     unless ``cfg.skip_bad_images``.
     """
-    info = read_dataset(cfg.dataset, cfg.data_root)
-    report: dict[str, Any] = {"dataset": cfg.dataset, "images": len(info.records), "skipped": []}
+    info = read_config_dataset(cfg)
+    report: dict[str, Any] = {"dataset": cfg.dataset, "images": len(info.records), "skipped": [],
+                              "notes": list(info.notes)}
     if check:
         from swiniqa.data.check import check_dataset
 
         rep = check_dataset(info, resize=cfg.resize, resize_short=cfg.resize_short, min_side=cfg.patch_size,
                             threads=cfg.loader_threads or min(8, os.cpu_count() or 1), progress=progress)
+        report["notes"] += rep.warnings
         if rep.errors:
             if not cfg.skip_bad_images:
                 names = "; ".join(f"{e['image']} ({e['why']})" for e in rep.errors[:5])
@@ -101,7 +104,23 @@ def ensure_ray(num_cpus: Optional[int] = None) -> None:
     if os.environ.get("RAY_ADDRESS"):
         ray.init(address=os.environ["RAY_ADDRESS"], **kwargs)
     else:
-        ray.init(num_cpus=num_cpus, dashboard_host="127.0.0.1", **kwargs)
+        ray.init(num_cpus=num_cpus, dashboard_host="127.0.0.1", dashboard_port=dashboard_port(), **kwargs)
+
+
+def dashboard_port(preferred: int = 8265) -> int:
+    """``preferred`` when free on 127.0.0.1, else a free port: a second local Ray on this machine (a
+    ``train`` while a ``tune`` runs, two users) would otherwise fail to bind its dashboard, and without
+    the dashboard the state API that Tune's early stopping relies on is gone."""
+    import socket
+
+    for port in (preferred, 0):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return s.getsockname()[1]
+    return 0
 
 
 def cpus_per_worker(cfg: TrainConfig) -> float:
@@ -124,15 +143,90 @@ def _progress_line(m: dict[str, Any], epochs: int) -> str:
             + (f"  restarts {m['restarts']}" if m.get("restarts") else ""))
 
 
-def _worker_error(e: BaseException) -> SwiniqaError:
-    """Turn a Ray Train failure into one line, keeping our own errors' text."""
+def _typed_failure(e: BaseException) -> Optional[SwiniqaError]:
+    """The first worker's own :class:`SwiniqaError`, as raised (Ray 2.60 keeps it typed in
+    ``WorkerGroupError.worker_failures``; a ``ControllerError`` carries ``controller_failure``)."""
+    seen: set[int] = set()
+    todo: list[BaseException] = [e]
+    while todo:
+        x = todo.pop(0)
+        if x is None or id(x) in seen:
+            continue
+        seen.add(id(x))
+        if isinstance(x, SwiniqaError):
+            return x
+        failures = getattr(x, "worker_failures", None) or {}
+        todo.extend(failures[k] for k in sorted(failures))
+        todo.extend([getattr(x, "controller_failure", None), x.__cause__])
+    return None
+
+
+def _worker_error(e: BaseException, lost: Optional[str] = None) -> SwiniqaError:
+    """Turn a Ray Train failure into one line: a worker's own error keeps its class and exit code;
+    a lost node says which and how to resume (``lost``); else the text, matched as a fallback."""
+    typed = _typed_failure(e)
+    if typed is not None:
+        return typed
+    if lost:
+        return TrainingError(lost)
     text = str(e)
     m = re.findall(r"(?:swiniqa\.errors\.)?(TrainingError|DataError|ConfigError|CheckpointError): (.+)", text)
     if m:
-        return TrainingError(m[-1][1].strip())
+        cls = {"DataError": DataError, "ConfigError": ConfigError, "CheckpointError": CheckpointError}
+        return cls.get(m[-1][0], TrainingError)(m[-1][1].strip())
     last = [ln for ln in text.splitlines() if ln.strip()]
     return TrainingError(f"training failed: {last[-1][:300] if last else type(e).__name__} "
                          "(rerun with --debug for the worker traceback)")
+
+
+def driver_pinned_actor_options() -> dict[str, Any]:
+    """Options for a helper actor the driver keeps calling (the progress queue): 0 CPUs, on the driver's
+    own node. Unpinned, Ray may put it on a worker node; when that node is lost the driver's next call
+    fails and ends a run Train could have restarted. Ray pins its Train controller the same way."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    node = ray.get_runtime_context().get_node_id()
+    return {"num_cpus": 0, "scheduling_strategy": NodeAffinitySchedulingStrategy(node, soft=False)}
+
+
+def dead_nodes() -> dict[str, str]:
+    """Node id -> address of every node that is dead or whose raylet no longer answers.
+
+    The cluster marks a vanished node dead only after its health checks time out (15 s or more), later
+    than Train reports the failure, so a raylet port that refuses or times out counts as lost too."""
+    import socket
+
+    import ray
+
+    try:
+        nodes = ray.nodes()
+    except Exception:  # noqa: BLE001 - only used to explain a failure
+        return {}
+    out = {}
+    for n in nodes:
+        addr = n.get("NodeManagerAddress", "?")
+        if not n.get("Alive"):
+            out[n["NodeID"]] = addr
+            continue
+        try:
+            socket.create_connection((addr, int(n["NodeManagerPort"])), timeout=3).close()
+        except (OSError, KeyError, ValueError, TypeError):
+            out[n["NodeID"]] = addr
+    return out
+
+
+def lost_node_line(before: dict[str, str], cfg: TrainConfig, name: str, output: str) -> Optional[str]:
+    """One line naming the node(s) lost since ``before`` and how to resume, or None if none was lost."""
+    lost = {k: v for k, v in dead_nodes().items() if k not in before}
+    if not lost:
+        return None
+    nodes = ", ".join(f"{k[:12]} ({v})" for k, v in sorted(lost.items()))
+    retry = (f"it had already restarted {cfg.max_failures} time(s) (--max-failures {cfg.max_failures})"
+             if cfg.max_failures else "--max-failures is 0")
+    return (f"lost node {nodes} mid-run and {retry}; resume from the last checkpoint with the same "
+            f"--name {name} --output {output}, and pass --max-failures 2 (or more) so a lost node only "
+            "restarts the workers on the nodes left")
 
 
 def tensorboard_dirs(location: str, name: str) -> tuple[str, Optional[str]]:
@@ -204,7 +298,7 @@ def summarize(result, name: str, run_uri: str, tensorboard: str, data_report: di
         "test_srcc": final.get("test_srcc"),
         "test_plcc": final.get("test_plcc"),
         "test_krcc": final.get("test_krcc"),
-        "checkpoint": best.path if best else None,
+        "checkpoint": with_scheme(best.path, run_uri) if best else None,
         "tensorboard": tensorboard,
         "curves": figures[1] if figures else None,
         "epochs": final.get("epochs_run", int(df["epoch"].max()) if df is not None and len(df) else 0),
@@ -230,11 +324,13 @@ def run_training(cfg: TrainConfig, progress: bool = True, callbacks: Optional[li
             raise SwiniqaError("--gpu was given but this machine has no CUDA GPU; drop --gpu, or submit to a GPU "
                                "cluster (RAY_ADDRESS)")
     ensure_ray()
+    require_resources(cfg.num_workers, cpus_per_worker(cfg), cfg.use_gpu)  # refuse now, or say it waits
     import ray
     from ray.util.queue import Queue
 
     run_uri = f"{output.rstrip('/')}/{name}"
-    queue = Queue(actor_options={"num_cpus": 0}) if progress else None
+    queue = Queue(actor_options=driver_pinned_actor_options()) if progress else None
+    dead_before = dead_nodes()
     trainer, tb = make_trainer(cfg, name, output, splits, callbacks=callbacks, progress=queue)
     if progress:
         print(f"training {name}: {cfg.backbone}/{cfg.model_size} multiscale={cfg.multiscale} "
@@ -269,5 +365,8 @@ def run_training(cfg: TrainConfig, progress: bool = True, callbacks: Optional[li
     if "error" in box:
         if os.environ.get("SWINIQA_DEBUG"):
             raise box["error"]
-        raise _worker_error(box["error"]) from None
-    return summarize(box["result"], name, run_uri, tb, data_report, cfg, t_start)
+        raise _worker_error(box["error"], lost_node_line(dead_before, cfg, name, output)) from None
+    result = box["result"]
+    if result.error is not None:
+        raise _worker_error(result.error, lost_node_line(dead_before, cfg, name, output)) from None
+    return summarize(result, name, run_uri, tb, data_report, cfg, t_start)

@@ -1,0 +1,79 @@
+"""A simulated multi-node Ray cluster in its own process, driven over stdin/stdout (test helper).
+
+``python tests/multinode_cluster.py WORKERS`` starts Ray's own ``ray.cluster_utils.Cluster``: a head with
+0 CPUs and ``{"TRAIN_DRIVER": 4}`` (as ``cluster.yaml``'s head) and WORKERS one-CPU nodes, then prints one
+JSON line ``{"address", "dashboard", "head", "workers": [node ids]}`` and answers one JSON line per command:
+
+* ``add``                  -> ``{"node": id}``  another one-CPU node
+* ``remove NODE_ID``       -> ``{"removed": id}`` the node's processes are SIGKILLed (a lost spot instance)
+* ``actors CLASS``         -> ``{"nodes": [node ids of alive actors whose class name is CLASS]}``
+* ``quit``                 -> shuts the cluster down
+
+It runs in its own process so the test process never connects to it: the rest of the suite shares one
+local ``ray.init`` (tests/conftest.py), and ``Cluster.shutdown`` resets process-global Ray state.
+Environment (``AWS_ENDPOINT_URL`` of the local S3 server, credentials) is inherited by every raylet.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import sys
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _alive_actor_nodes(dashboard: str, class_name: str) -> list[str]:
+    from ray.util.state import list_actors
+
+    actors = list_actors(address=dashboard, filters=[("state", "=", "ALIVE"), ("class_name", "=", class_name)],
+                         limit=1000, raise_on_missing_output=False)
+    return sorted({a.node_id for a in actors})
+
+
+def main(workers: int) -> None:
+    from ray._common.utils import reset_ray_address
+    from ray.cluster_utils import Cluster
+
+    dash_port = _free_port()
+    cluster = Cluster(initialize_head=True, connect=False, head_node_args={
+        "num_cpus": 0, "resources": {"TRAIN_DRIVER": 4}, "dashboard_host": "127.0.0.1",
+        "dashboard_port": dash_port, "include_dashboard": True})
+    # Cluster writes /tmp/ray/ray_current_cluster, which a plain ray.init() anywhere on this machine would
+    # then join: forget it, everything here connects through RAY_ADDRESS.
+    reset_ray_address()
+    nodes = {}
+    for _ in range(workers):
+        n = cluster.add_node(num_cpus=1)
+        nodes[n.node_id] = n
+    cluster.wait_for_nodes()
+    dashboard = f"http://127.0.0.1:{dash_port}"
+    print(json.dumps({"address": cluster.address, "dashboard": dashboard, "head": cluster.head_node.node_id,
+                      "workers": list(nodes)}), flush=True)
+    try:
+        for line in sys.stdin:
+            cmd, _, arg = line.strip().partition(" ")
+            if cmd == "add":
+                n = cluster.add_node(num_cpus=1)
+                nodes[n.node_id] = n
+                reply = {"node": n.node_id}
+            elif cmd == "remove":
+                cluster.remove_node(nodes.pop(arg), allow_graceful=False)
+                reply = {"removed": arg}
+            elif cmd == "actors":
+                reply = {"nodes": _alive_actor_nodes(dashboard, arg)}
+            elif cmd == "quit":
+                break
+            else:
+                reply = {"error": f"unknown command {cmd!r}"}
+            print(json.dumps(reply), flush=True)
+    finally:
+        cluster.shutdown()
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 3)
