@@ -51,7 +51,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from swiniqa.errors import SwiniqaError
 from swiniqa.storage import filesystem, is_remote
-from swiniqa.training.checkpoint import CONFIG, METRICS, WEIGHTS
+from swiniqa.layout import CONFIG, METRICS, WEIGHTS
 
 RESULTS = "results.json"
 PROVENANCE = "pulled.json"

@@ -89,7 +89,7 @@ def test_train_step_steps_the_schedule_and_uses_rank_loss_and_jitter(model_cfg):
 
 
 def test_unwrap_sees_through_compile_and_ddp_style_wrappers():
-    from swiniqa.training.loop import unwrap
+    from swiniqa.models import unwrap
 
     inner = torch.nn.Linear(2, 1)
 

@@ -30,7 +30,7 @@ from swiniqa.data.loader import ImageCache, TrainPatches
 from swiniqa.data.records import Record
 from swiniqa.errors import TrainingError
 from swiniqa.evaluation.inference import evaluate_split
-from swiniqa.models import build_model
+from swiniqa.models import build_model, unwrap
 from swiniqa.training import checkpoint as ckio
 from swiniqa.training.optim import make_optimizer, make_schedule
 from swiniqa.training.session import RaySession, Session
@@ -61,18 +61,6 @@ def loader_threads(cfg: TrainConfig, device: torch.device, cpus: int) -> int:
     if cfg.loader_threads > 0:
         return cfg.loader_threads
     return max(1, cpus - 1) if device.type == "cuda" else 1
-
-
-def unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    """The plain model under DDP (``.module``) and ``torch.compile`` (``._orig_mod``) wrappers, so state
-    dicts carry the model's own keys."""
-    while True:
-        inner = getattr(model, "_orig_mod", None)
-        if inner is None:
-            inner = getattr(model, "module", None)
-        if not isinstance(inner, torch.nn.Module):
-            return model
-        model = inner
 
 
 def _clone_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -199,7 +187,7 @@ def setup(loop_config: dict[str, Any], session: Session) -> Run:
     threads = loader_threads(cfg, device, cpus)
     model, backbone_params, head_params = _place_model(cfg, session, device, label_stats)
     cache = ImageCache(cfg.resize, cfg.resize_short, cfg.patch_size,
-                       budget_bytes=int(loop_config.get("cache_gb", 2.0) * (1 << 30)))
+                       budget_bytes=cfg.cache_bytes(workers_on_node=session.world))
     train = TrainPatches(splits["train"], patch_size=cfg.patch_size, patches_per_image=cfg.train_patches,
                          batch_size=cfg.batch_size, seed=cfg.seed, cache=cache, rank=session.rank,
                          world=session.world, hflip=cfg.hflip, threads=threads, content_aug=cfg.content_aug)
@@ -217,6 +205,7 @@ def restore_state(run: Run) -> RunState:
     resume_dir = run.session.latest_checkpoint()
     if not resume_dir:
         return RunState()
+    ckio.check_resume(resume_dir, run.cfg)  # complete, and the model this run asks for (else: one clear line)
     st = ckio.read_state(resume_dir) or {}
     unwrap(run.model).load_state_dict(ckio.read_weights(resume_dir))
     if "optimizer" in st:

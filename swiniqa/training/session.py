@@ -9,6 +9,8 @@ import os
 import tempfile
 from typing import Any, Callable, Optional
 
+from swiniqa.layout import checkpoint_dir_name
+
 
 class Session:
     rank = 0
@@ -42,7 +44,7 @@ class LocalSession(Session):
     def report(self, metrics, write):
         self.reports.append(dict(metrics))
         if write is not None and self.run_dir:
-            write(os.path.join(self.run_dir, f"checkpoint_epoch{metrics['epoch']:04d}"))
+            write(os.path.join(self.run_dir, checkpoint_dir_name(metrics["epoch"])))
 
 
 class RaySession(Session):
@@ -54,7 +56,6 @@ class RaySession(Session):
         ctx = ray.train.get_context()
         self.rank = ctx.get_world_rank()
         self.world = ctx.get_world_size()
-        self.local_rank = ctx.get_local_rank()
 
     def latest_checkpoint(self) -> Optional[str]:
         import ray.train
@@ -77,4 +78,4 @@ class RaySession(Session):
                 write(d)
                 ckpt = ray.train.Checkpoint.from_directory(d)
             ray.train.report(metrics, checkpoint=ckpt,
-                             checkpoint_dir_name=f"checkpoint_epoch{metrics['epoch']:04d}")
+                             checkpoint_dir_name=checkpoint_dir_name(metrics["epoch"]))
