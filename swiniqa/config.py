@@ -252,10 +252,7 @@ def validate(cfg: TrainConfig) -> None:
     if cfg.schedule not in SCHEDULES:
         bad("schedule", f"choose one of {', '.join(SCHEDULES)}")
     for key in ("lr", "batch_size", "epochs", "patch_size", "train_patches", "test_patches",
-                "num_workers", "feature_size", "hyper_in_channels", "target_in", "lda_out"):
-        if not getattr(cfg, key) > 0:
-            bad(key, "must be > 0")
-    for key in ("lr_ratio",):
+                "num_workers", "feature_size", "hyper_in_channels", "target_in", "lda_out", "lr_ratio"):
         if not getattr(cfg, key) > 0:
             bad(key, "must be > 0")
     for key in ("weight_decay", "grad_clip", "rank_weight", "warmup_epochs", "max_failures", "loader_threads",

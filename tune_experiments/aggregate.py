@@ -130,16 +130,6 @@ def list_files(uri: str) -> list[str]:
     return _list(uri, "File")
 
 
-def exists(uri: str) -> bool:
-    import pyarrow.fs as pafs
-
-    fs, path = _fs(uri)
-    try:
-        return fs.get_file_info(path).type != pafs.FileType.NotFound
-    except OSError:
-        return False
-
-
 # ------------------------------------------------------------------------------------------ statistics
 def _finite(values: Iterable[Any]) -> np.ndarray:
     out = []

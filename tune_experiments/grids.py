@@ -25,8 +25,6 @@ from swiniqa.errors import ConfigError
 
 #: The model of the lr/size/augment grids: Swin + multi-scale + attention ("full model", E6).
 FULL_MODEL = {"backbone": "swin", "multiscale": True, "attention": True}
-#: Config keys that the grids vary (dry runs and tables show them).
-VARIED_KEYS = ("lr", "model_size", "backbone", "multiscale", "attention", "color_jitter", "seed")
 #: The lr grid's centre: on CPU stand-ins the grid is scaled so this point lands on the base lr.
 LR_CENTRE = 1e-6
 #: CPU stand-in for the ResNet-50 baseline (C0).
@@ -55,12 +53,6 @@ class Study:
     compare: tuple[tuple[str, str], ...] = ()
     #: Figure kind: "lr" (sensitivity curve), "bars" (ablation bars), "size" (params vs SRCC scatter).
     figure: str = "bars"
-
-    def cell(self, name: str) -> Cell:
-        for c in self.cells:
-            if c.name == name:
-                return c
-        raise KeyError(name)
 
 
 def lr_cell_name(lr: float) -> str:
@@ -194,5 +186,5 @@ def run_name(cell: str, seed: int) -> str:
 
 
 __all__ = ["Cell", "Study", "ResolvedCell", "STUDIES", "LR_STUDY", "SIZE_STUDY", "ABLATION_STUDY", "AUGMENT_STUDY",
-           "LR_VALUES", "LR_CENTRE", "FULL_MODEL", "VARIED_KEYS", "get_study", "resolve_cells", "trial_specs",
+           "LR_VALUES", "LR_CENTRE", "FULL_MODEL", "get_study", "resolve_cells", "trial_specs",
            "run_name", "uses_cpu_stand_ins", "lr_cell_name"]

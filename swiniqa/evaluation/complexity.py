@@ -48,13 +48,19 @@ REFERENCE: dict[str, tuple[float, Optional[float]]] = {
     "C0": (27.38, 4.31), "A2": (88.39, None), "A1": (88.85, None), "E6": (89.11, 15.58),
 }
 
-#: Ablation cells of the study (all Swin-Base except C0): label -> config overrides.
-ABLATIONS: dict[str, tuple[str, dict[str, Any]]] = {
-    "C0": ("C0 HyperIQA ResNet-50 (original)", dict(backbone="resnet50", multiscale=False, attention=False)),
-    "A2": ("A2 Swin-B single-scale", dict(model_size="base", multiscale=False, attention=False)),
-    "A1": ("A1 Swin-B + multi-scale", dict(model_size="base", multiscale=True, attention=False)),
-    "E6": ("E6 Swin-B + multi-scale + attention", dict(model_size="base", multiscale=True, attention=True)),
-}
+def ablation_cells() -> list[tuple[str, str, dict[str, Any]]]:
+    """``(key, label, overrides)`` of the ablation study's cells at Swin-B (C0 is ResNet-50).
+
+    The cells are :data:`tune_experiments.grids.ABLATION_STUDY`'s (the one definition of every study cell);
+    the study measured the Swin cells at the base size."""
+    from tune_experiments.grids import ABLATION_STUDY
+
+    out = []
+    for c in ABLATION_STUDY.cells:
+        swin = c.overrides.get("backbone", "swin") == "swin"
+        ov = {"model_size": "base", **c.overrides} if swin else dict(c.overrides)
+        out.append((c.name, f"{c.label} (Swin-B)" if swin else c.label, ov))
+    return out
 
 
 def _model_cfg(cfg: TrainConfig) -> TrainConfig:
@@ -192,7 +198,7 @@ def complexity_rows(sizes: Sequence[str] = ("tiny", "small", "base"), ablations:
         (s, f"Swin-{s} full model (multi-scale + attention)", dict(model_size=s, multiscale=True, attention=True,
                                                                     backbone="swin")) for s in sizes]
     if ablations:
-        specs += [(k, label, {"backbone": "swin", **ov}) for k, (label, ov) in ABLATIONS.items()]
+        specs += [(k, label, {"backbone": "swin", **ov}) for k, label, ov in ablation_cells()]
     rows = []
     for key, label, ov in specs:
         cfg = base.replace(pretrained=False, pretrained_path=None, **ov)
@@ -237,5 +243,5 @@ def complexity_table(sizes: Sequence[str] = ("tiny", "small", "base"), ablations
     return complexity_markdown(complexity_rows(sizes, ablations, latency, device, batch_size, repeats))
 
 
-__all__ = ["COUNTER", "ABLATIONS", "REFERENCE", "count_flops", "measure_latency", "measure_complexity",
+__all__ = ["COUNTER", "ablation_cells", "REFERENCE", "count_flops", "measure_latency", "measure_complexity",
            "complexity_rows", "complexity_markdown", "complexity_table", "device_name"]
