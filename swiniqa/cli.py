@@ -1,77 +1,24 @@
-"""``swiniqa <verb>``: parses arguments into a config and calls library functions. Nothing else.
+"""swiniqa: train, study and evaluate SMART-IQA, a blind image-quality model, from a laptop to a Ray cluster.
 
-Every user error ends in one line on stderr and a non-zero exit code; ``--debug`` shows tracebacks.
+This module only parses arguments and calls library functions. Every user error ends in one line on
+stderr and the documented exit code (0 ok, 1 data problems found, 2 usage or user error, 3 training
+failed, 130 interrupted); ``--debug`` shows tracebacks.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import math
 import os
 import sys
 from typing import Any, Callable, Optional
 
+from swiniqa import cli_common as cc
+from swiniqa.cli_common import config_from_args, emit  # noqa: F401  (public names kept for callers)
 from swiniqa.errors import SwiniqaError
 
-_DEBUG = False
-
-
-def _jsonable(o: Any) -> Any:
-    if isinstance(o, float) and not math.isfinite(o):
-        return None
-    if isinstance(o, dict):
-        return {k: _jsonable(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple)):
-        return [_jsonable(v) for v in o]
-    if hasattr(o, "item"):
-        return o.item()
-    return o
-
-
-def emit(summary: dict[str, Any], as_json: bool, human: Optional[Callable[[dict], str]] = None) -> None:
-    """Print a result: one JSON object as the last stdout line, or a human summary."""
-    if as_json:
-        print(json.dumps(_jsonable(summary), default=str), flush=True)
-    else:
-        print(human(summary) if human else json.dumps(_jsonable(summary), indent=2, default=str), flush=True)
-
-
-# --------------------------------------------------------------------------------------------- config
-def _add_config_args(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("configuration (preset, then --config file, then flags and --set; later wins)")
-    g.add_argument("--preset", default=None, help="named preset: paper (reference best run) or demo (CPU)")
-    g.add_argument("--config", default=None, help="YAML/JSON file of config keys")
-    g.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any config key (repeatable)")
-    g.add_argument("--epochs", type=int)
-    g.add_argument("--lr", type=float, help="backbone learning rate (head: lr x lr_ratio)")
-    g.add_argument("--model-size", dest="model_size")
-    g.add_argument("--backbone")
-    g.add_argument("--num-workers", dest="num_workers", type=int, help="data-parallel workers (GPUs/processes)")
-    g.add_argument("--gpu", dest="use_gpu", action="store_const", const=True, help="one GPU per worker")
-    g.add_argument("--seed", type=int)
-    g.add_argument("--max-failures", dest="max_failures", type=int, help="worker-group restarts allowed")
-    g.add_argument("--data-root", dest="data_root")
-    g.add_argument("--dataset")
-    g.add_argument("--output", help="local folder or s3:// / gs:// URI for runs")
-    g.add_argument("--name", help="run name; reusing a name resumes that run")
-    g.add_argument("--skip-bad-images", dest="skip_bad_images", action="store_const", const=True,
-                   help="train on the readable images and report the skipped ones")
-    g.add_argument("--inject-failure-at-epoch", dest="inject_failure_at_epoch", type=int,
-                   help="testing aid: kill a worker once at this epoch to exercise restart/resume")
-
-
-_FLAG_KEYS = ("epochs", "lr", "model_size", "backbone", "num_workers", "use_gpu", "seed", "max_failures",
-              "data_root", "dataset", "output", "name", "skip_bad_images", "inject_failure_at_epoch")
-
-
-def config_from_args(args: argparse.Namespace, default_preset: Optional[str] = "demo"):
-    from swiniqa.config import load_config, parse_set
-
-    overrides: dict[str, Any] = {k: getattr(args, k) for k in _FLAG_KEYS if getattr(args, k, None) is not None}
-    overrides.update(parse_set(args.set))
-    preset_name = args.preset or (None if args.config else default_preset)
-    return load_config(preset_name, args.config, overrides)
+DESCRIPTION = ("swiniqa: train, study and evaluate SMART-IQA (HyperIQA head on a Swin backbone), a blind "
+               "image-quality model, from a laptop CPU to a Ray GPU cluster.")
+EPILOG = "exit codes: 0 ok, 1 data problems found, 2 usage or user error, 3 training failed, 130 interrupted"
 
 
 # --------------------------------------------------------------------------------------------- verbs
@@ -79,7 +26,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     from swiniqa.training.trainer import run_training
 
     cfg = config_from_args(args)
+    cc.check_output_dir(cfg.output, "--output")
+    cc.apply_max_pixels(cfg.max_image_pixels)
     summary = run_training(cfg, progress=not args.quiet)
+    data = summary.get("data") or {}
+    if not args.quiet:
+        for n in data.get("notes", []):
+            cc.note(n)
+        if data.get("skipped"):
+            cc.note(f"skipped {len(data['skipped'])} unreadable image(s) (--skip-bad-images): "
+                    + ", ".join(data["skipped"][:20]) + (" ..." if len(data["skipped"]) > 20 else ""))
 
     def human(s: dict) -> str:
         t = f", test SRCC {s['test_srcc']:.4f}" if s.get("test_srcc") is not None else ""
@@ -105,41 +61,39 @@ def cmd_data_demo(args: argparse.Namespace) -> int:
     from swiniqa.data.demo import write_demo
     from swiniqa.data.records import read_dataset
 
-    root = write_demo(args.out, progress=True)
+    root = write_demo(args.out, progress=not (args.quiet or args.json))
     info = read_dataset("demo", str(root))
     emit({"root": str(root), "images": len(info.records), "groups": len({r.group for r in info.records})},
          args.json, lambda s: f"demo dataset: {s['images']} images of {s['groups']} source photos in {s['root']}")
     return 0
 
 
-def _reader_options(args: argparse.Namespace) -> dict[str, Any]:
-    opts = {}
-    for k in ("labels", "images", "image_col", "score_col"):
-        v = getattr(args, k, None)
-        if v is not None:
-            opts[k] = v
-    if getattr(args, "lower_is_better", False):
-        opts["higher_is_better"] = False
-    return opts
+def _check_target(args: argparse.Namespace):
+    """(DatasetInfo, resize, resize_short, patch size) that ``data check`` checks."""
+    from swiniqa.data.records import read_config_dataset, read_dataset
 
-
-def _add_dataset_args(p: argparse.ArgumentParser, required: bool = True) -> None:
-    p.add_argument("--dataset", required=required, help="koniq10k, spaq, kadid10k, agiqa3k, livec, tid2013, csv, demo")
-    p.add_argument("--root", help="the dataset's official root folder")
-    p.add_argument("--labels", help="csv dataset: label CSV file")
-    p.add_argument("--images", help="csv dataset: image folder")
-    p.add_argument("--image-col", dest="image_col")
-    p.add_argument("--score-col", dest="score_col")
-    p.add_argument("--lower-is-better", dest="lower_is_better", action="store_true",
-                   help="csv dataset: scores are DMOS-like (lower = better)")
+    if args.config or args.preset:
+        cfg = config_from_args(args, default_preset=None, keys=cc.DATASET_KEYS + ("max_image_pixels",))
+        cc.apply_max_pixels(cfg.max_image_pixels)
+        return read_config_dataset(cfg), cfg.resize, cfg.resize_short, args.patch_size or cfg.patch_size
+    if not args.dataset:
+        raise SwiniqaError("data check needs --dataset NAME (and --data-root DIR), or --config FILE naming them")
+    cc.apply_max_pixels(args.max_image_pixels)
+    info = read_dataset(args.dataset, cc.absolute_path(args.data_root), **cc.reader_options(args))
+    return info, None, None, args.patch_size or 224
 
 
 def cmd_data_check(args: argparse.Namespace) -> int:
-    from swiniqa.data.check import check_dataset, format_report
-    from swiniqa.data.records import read_dataset
+    from swiniqa.data.check import check_dataset, format_report, label_report
+    from swiniqa.data.readers.csv_reader import LabelErrors
 
-    info = read_dataset(args.dataset, args.root, **_reader_options(args))
-    rep = check_dataset(info, min_side=args.patch_size, progress=not args.json)
+    try:
+        info, resize, resize_short, patch = _check_target(args)
+    except LabelErrors as e:
+        rep = label_report(e, args.dataset or "")
+    else:
+        rep = check_dataset(info, resize=resize, resize_short=resize_short, min_side=patch,
+                            progress=not (args.json or args.quiet))
     if args.json:
         emit(rep.to_dict(), True)
     else:
@@ -150,68 +104,105 @@ def cmd_data_check(args: argparse.Namespace) -> int:
 def cmd_import_weights(args: argparse.Namespace) -> int:
     from swiniqa.training.checkpoint import import_weights
 
-    cfg = config_from_args(args, default_preset="paper")
+    cfg = config_from_args(args, default_preset="paper", keys=cc.MODEL_KEYS)
     out = import_weights(args.file, cfg, args.out)
     emit({"checkpoint": str(out)}, args.json, lambda s: f"checkpoint written to {s['checkpoint']}")
     return 0
 
 
-def main(argv: Optional[list[str]] = None) -> int:
-    global _DEBUG
-    parser = argparse.ArgumentParser(prog="swiniqa", description=__doc__.splitlines()[0])
-    parser.add_argument("--debug", action="store_true", help="show tracebacks and Ray worker logs")
+# --------------------------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    """The whole ``swiniqa`` parser (built-in verbs plus those registered by other modules)."""
+    from swiniqa import __version__
+
+    parser = argparse.ArgumentParser(prog="swiniqa", description=DESCRIPTION, epilog=EPILOG)
+    parser.add_argument("--version", action="version", version=f"swiniqa {__version__}")
+    cc.add_global_flags(parser, root=True)
     sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
 
     def verb(name: str, fn, help_: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_, description=help_)
-        p.add_argument("--json", action="store_true", help="last stdout line is one JSON object")
         p.set_defaults(fn=fn)
         return p
 
     p = verb("train", cmd_train, "train one configuration through Ray Train")
-    _add_config_args(p)
-    p.add_argument("--quiet", action="store_true", help="no per-epoch progress on stderr")
+    cc.add_config_args(p)
 
-    p = verb("config", cmd_config, "print the resolved config (all keys)")
-    _add_config_args(p)
+    p = verb("config", cmd_config, "print the resolved config (every key), e.g. swiniqa config --preset paper")
+    cc.add_config_args(p)
 
     p = verb("import-weights", cmd_import_weights,
-             "convert a foreign state dict (.pth/.pt/.pkl/.safetensors) into a checkpoint folder, never unpickling code")
-    p.add_argument("file")
+             "convert a foreign state dict (.pth/.pt/.pkl/.safetensors) into a checkpoint folder, never unpickling "
+             "code")
+    p.add_argument("file", help="the foreign weights file")
     p.add_argument("--out", required=True, help="checkpoint folder to write")
-    _add_config_args(p)
+    g = p.add_argument_group("architecture the weights belong to (default: preset paper)")
+    cc.add_preset_args(g)
+    cc.add_model_args(g)
 
-    data = sub.add_parser("data", help="datasets: demo data, checks").add_subparsers(dest="data_verb", required=True)
-    p = data.add_parser("demo", help="write the embedded demo dataset")
-    p.add_argument("--out", help="folder (default: the cache, ~/.cache/swiniqa)")
-    p.add_argument("--json", action="store_true")
+    data = sub.add_parser("data", help="datasets: write the demo data, check a dataset",
+                          description="Datasets: `data demo` writes the embedded demo dataset; `data check` reads "
+                                      "the labels and decodes every image once, naming each problem.")
+    dsub = data.add_subparsers(dest="data_verb", required=True, metavar="ACTION")
+    p = dsub.add_parser("demo", help="write the embedded demo dataset (1,134 degraded scikit-image tiles)",
+                        description="Write the demo dataset (photos shipped with scikit-image, degraded "
+                                    "KADID-style) into --out, or the cache ~/.cache/swiniqa by default.")
+    p.add_argument("--out", help="a new or empty folder (default: the cache, ~/.cache/swiniqa)")
     p.set_defaults(fn=cmd_data_demo)
-    p = data.add_parser("check", help="decode every image once and check the labels")
-    _add_dataset_args(p)
-    p.add_argument("--patch-size", dest="patch_size", type=int, default=224)
-    p.add_argument("--json", action="store_true")
+    p = dsub.add_parser("check", help="read the labels and decode every image once; exit 1 if anything is broken",
+                        description="Read the labels and decode every image once (as training would), naming "
+                                    "each unreadable, truncated, empty or missing file and each label problem. "
+                                    "Exit 1 when anything is broken.")
+    cc.add_dataset_args(p)
+    g = p.add_argument_group("or take the dataset (and resize, patch size) from a run config")
+    cc.add_preset_args(g)
+    p.add_argument("--patch-size", dest="patch_size", type=int,
+                   help="images smaller than this are reported as scaled up (default 224, or the config's)")
     p.set_defaults(fn=cmd_data_check)
 
     for extra in _EXTRA_VERBS:
         extra(sub)
+    _add_globals_everywhere(parser)
+    return parser
 
+
+def _add_globals_everywhere(parser: argparse.ArgumentParser) -> None:
+    """Give every verb parser ``--json --debug --quiet`` (suppressed defaults: either position works)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for p in set(action.choices.values()):
+                if "--debug" not in p._option_string_actions:
+                    cc.add_global_flags(p)
+                _add_globals_everywhere(p)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    """Run ``swiniqa`` with ``argv``; returns the exit code."""
+    parser = build_parser()
     args = parser.parse_args(argv)
-    _DEBUG = args.debug
+    cc.setup_logging(quiet=args.quiet, debug=args.debug)
     if args.debug:
         os.environ["SWINIQA_DEBUG"] = "1"
         os.environ["SWINIQA_RAY_LOGS"] = "1"
     try:
         return int(args.fn(args) or 0)
     except SwiniqaError as e:
-        if _DEBUG:
+        if args.debug:
             raise
         print(f"swiniqa: error: {e}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         print("swiniqa: interrupted", file=sys.stderr)
         return 130
+    except OSError as e:  # a file system refused (read-only, full, permission): the user's to fix
+        if args.debug:
+            raise
+        where = f" {e.filename}" if getattr(e, "filename", None) else ""
+        print(f"swiniqa: error: cannot write or read{where}: {e.strerror or e}; check the path, its permissions "
+              "and free space", file=sys.stderr)
+        return 2
     except Exception as e:  # noqa: BLE001 - last line of defence: still one line
-        if _DEBUG:
+        if args.debug:
             raise
         msg = str(e).splitlines()[0] if str(e) else ""
         print(f"swiniqa: internal error: {type(e).__name__}: {msg} (rerun with --debug for the traceback)",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import typing
 from dataclasses import dataclass, field, fields
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from swiniqa.errors import ConfigError
+from swiniqa.parsing import parse_bool, parse_hw
 
 #: Swin sizes from timm plus narrow, shallow sizes for CPU work. Values are timm constructor
 #: arguments (not channel tables: the head reads widths from ``feature_info``).
@@ -76,6 +78,17 @@ class TrainConfig:
     skip_bad_images: bool = False
     #: Use at most this many images per split (seeded pick; 0 = all): smoke tests and quick looks.
     max_images: int = 0
+    #: The one dataset interface (flags --labels --images --score-col --image-col --group-col
+    #: --lower-is-better on every verb): reader options, mainly for ``dataset: csv``. Relative paths
+    #: given on the command line mean the current directory.
+    labels: Optional[str] = None
+    images: Optional[str] = None
+    score_col: Optional[str] = None
+    image_col: Optional[str] = None
+    group_col: Optional[str] = None
+    lower_is_better: bool = False
+    #: Largest image (width x height) decoded; 0 = Pillow's decompression-bomb limit (89,478,485).
+    max_image_pixels: int = 0
     # --- optimisation ------------------------------------------------------------------------
     lr: float = 5e-7
     lr_ratio: float = 10.0
@@ -169,6 +182,8 @@ def _parse_value(key: str, raw: Any, hint: Any) -> Any:
         if raw is None or (isinstance(raw, str) and raw.strip().lower() in ("none", "null", "")):
             return None
         return _parse_value(key, raw, inner)
+    if origin is tuple and key == "resize":
+        return parse_hw(raw, f"config key '{key}'", ConfigError)
     if origin is tuple:
         if isinstance(raw, str):
             parts = [p for p in raw.replace("x", ",").strip("()[] ").split(",") if p.strip()]
@@ -178,14 +193,7 @@ def _parse_value(key: str, raw: Any, hint: Any) -> Any:
             raise ConfigError(f"config key '{key}': expected a list like 384,512, got {raw!r}")
         return tuple(_parse_value(key, p, args[0]) for p in parts)
     if hint is bool:
-        if isinstance(raw, bool):
-            return raw
-        s = str(raw).strip().lower()
-        if s in ("1", "true", "yes", "on"):
-            return True
-        if s in ("0", "false", "no", "off"):
-            return False
-        raise ConfigError(f"config key '{key}': expected true/false, got {raw!r}")
+        return parse_bool(raw, f"config key '{key}'", ConfigError)
     if hint is int:
         if isinstance(raw, bool):
             raise ConfigError(f"config key '{key}': expected an integer, got {raw!r}")
@@ -255,8 +263,12 @@ def validate(cfg: TrainConfig) -> None:
                 "num_workers", "feature_size", "hyper_in_channels", "target_in", "lda_out", "lr_ratio"):
         if not getattr(cfg, key) > 0:
             bad(key, "must be > 0")
+    for f in fields(cfg):
+        v = getattr(cfg, f.name)
+        if hints[f.name] is float and not math.isfinite(v):
+            bad(f.name, "must be a finite number")
     for key in ("weight_decay", "grad_clip", "rank_weight", "warmup_epochs", "max_failures", "loader_threads",
-                "max_images"):
+                "max_images", "max_image_pixels"):
         if getattr(cfg, key) < 0:
             bad(key, "must be >= 0")
     for key in ("drop_path", "dropout", "min_lr_ratio"):
@@ -289,7 +301,12 @@ def load_file(path: str | os.PathLike) -> dict[str, Any]:
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"config file not found: {p}; pass an existing .yaml or .json file to --config")
-    text = p.read_text()
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"config file {p} is not UTF-8 text (byte {e.start}); save it as UTF-8") from None
+    except OSError as e:
+        raise ConfigError(f"cannot read config file {p}: {e.strerror or e}") from None
     try:
         if p.suffix.lower() == ".json":
             data = json.loads(text)
@@ -297,8 +314,13 @@ def load_file(path: str | os.PathLike) -> dict[str, Any]:
             import yaml
 
             data = yaml.safe_load(text)
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"cannot parse config file {p} line {e.lineno} column {e.colno}: {e.msg}") from None
     except Exception as e:  # noqa: BLE001 - any parse error is a user error
-        raise ConfigError(f"cannot parse config file {p}: {str(e).splitlines()[0]}") from None
+        mark = getattr(e, "problem_mark", None)
+        where = f" line {mark.line + 1} column {mark.column + 1}" if mark is not None else ""
+        what = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"cannot parse config file {p}{where}: {what}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -322,6 +322,50 @@ def _copy_checkpoint(cand: _Candidate, dst_dir: str) -> dict[str, dict[str, Any]
     return out
 
 
+def _incomplete(work: str) -> Optional[str]:
+    """Why the copied checkpoint in ``work`` is incomplete, or None when every file is whole.
+
+    The copy is byte-identical to the source (checked while copying), so this checks the *source*: its
+    manifest (sizes and sha256, written last by the checkpoint writer) when it has one, the rules of
+    :func:`~swiniqa.training.checkpoint.verify_checkpoint` for older ones, and in any case parseable JSON
+    files and safetensors files whose length matches their header.
+    """
+    from swiniqa.training.checkpoint import verify_checkpoint
+
+    problems = verify_checkpoint(work, hashes=True)  # the copy equals the source: this checks the source
+    if problems:
+        return "; ".join(problems)
+    for name in sorted(os.listdir(work)):
+        path = os.path.join(work, name)
+        if name.endswith(".json"):
+            try:
+                with open(path, encoding="utf-8") as f:
+                    json.load(f)
+            except (ValueError, OSError) as e:
+                return f"{name} is not valid JSON ({str(e).splitlines()[0]})"
+        elif name.endswith(".safetensors"):
+            why = _safetensors_problem(path)
+            if why:
+                return f"{name} {why}"
+    return None
+
+
+def _safetensors_problem(path: str) -> Optional[str]:
+    """None when the file's length is what its header promises, else why not."""
+    size = os.path.getsize(path)
+    try:
+        with open(path, "rb") as f:
+            n = int.from_bytes(f.read(8), "little")
+            if size < 8 or n <= 0 or 8 + n > size:
+                return f"is truncated ({size} bytes, header says more)"
+            header = json.loads(f.read(n))
+    except (ValueError, OSError) as e:
+        return f"has an unreadable header ({e})"
+    ends = [int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__" and "data_offsets" in v]
+    want = 8 + n + max(ends, default=0)
+    return None if want == size else f"is {size} bytes but its header says {want} (truncated or corrupt)"
+
+
 # --------------------------------------------------------------------------------------------- pull
 def _candidates(source: str, metric: str) -> tuple[list[_Candidate], str, list[str]]:
     import pyarrow.fs as pafs
@@ -387,13 +431,57 @@ def _rank(cands: list[_Candidate], metric: str, mode: str, source: str) -> list[
     return sorted(ranked, key=lambda c: (sign * c.value, c.name, c.path))
 
 
+def _undo(tmp: str, dest_path: str, created: bool) -> None:
+    """Leave ``dest`` as it was: the staging folder removed, and ``dest`` itself when the pull made it."""
+    shutil.rmtree(tmp, ignore_errors=True)
+    if created:
+        shutil.rmtree(dest_path, ignore_errors=True)
+
+
+def _stage(ranked: list[_Candidate], top: int, tmp: str, source: str, how: str, metric: str, mode: str,
+           skipped: list[str]) -> list[tuple[str, str, _Candidate, dict[str, Any]]]:
+    """Copy the ``top`` best *complete* checkpoints into ``tmp``, skipping incomplete ones by name."""
+    staged: list[tuple[str, str, _Candidate, dict[str, Any]]] = []
+    now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    for cand in ranked:
+        if len(staged) == top:
+            break
+        rank = len(staged) + 1
+        folder = "best" if top == 1 else f"rank{rank}_{cand.name}"
+        work = os.path.join(tmp, folder)
+        os.makedirs(work)
+        files = _copy_checkpoint(cand, work)
+        why = _incomplete(work)
+        if why:
+            shutil.rmtree(work, ignore_errors=True)
+            skipped.append(f"incomplete checkpoint {redact(cand.uri)} skipped: {why}")
+            continue
+        prov = {
+            "source": redact(cand.uri), "experiment": redact(str(source)), "selected_from": how,
+            "name": cand.name, "metric": metric, "mode": mode, "value": cand.value, "rank": rank,
+            "pulled_at": now, "files": files,
+        }
+        if cand.row is not None:
+            prov["trial"] = {k: cand.row.get(k) for k in ("trial_id", "run", "cell", "seed", "status", "best_epoch",
+                                                         "epochs_run", "val_srcc", "val_plcc", "test_srcc",
+                                                         "test_plcc") if k in cand.row}
+        with open(os.path.join(work, PROVENANCE), "w") as f:
+            f.write(json.dumps(prov, indent=2, sort_keys=True) + "\n")
+        staged.append((folder, work, cand, prov))
+    if not staged:
+        raise SwiniqaError(f"every checkpoint under {redact(str(source))} that could be ranked is incomplete ("
+                           + "; ".join(x for x in skipped if x.startswith("incomplete"))[:600]
+                           + "); nothing was pulled")
+    return staged
+
+
 def pull(source: str, dest: str, metric: str = "val_srcc", mode: str = "max", top: int = 1,
          force: bool = False) -> dict[str, Any]:
     """Copy the ``top`` best checkpoints of ``source`` (experiment, run, or checkpoint folder; local path or
     ``s3://`` ``gs://`` ``file://`` URI) ranked by ``metric`` (``mode`` max/min) into local ``dest``.
 
     Returns ``{"checkpoint": local folder of the best, "srcc": its val_srcc, "config": its config dict,
-    "pulled": [{"rank", "checkpoint", "metric", "value", "source", "name"}, ...], "dest", "metric", "mode",
+    "checkpoints": [{"rank", "checkpoint", "metric", "value", "source", "name"}, ...], "dest", "metric", "mode",
     "skipped": [why a candidate was left out, ...]}``. Layout and verification: see the module docstring.
     """
     if mode not in ("max", "min"):
@@ -416,40 +504,21 @@ def pull(source: str, dest: str, metric: str = "val_srcc", mode: str = "max", to
 
     cands, how, skipped = _candidates(str(source), metric)
     ranked = _rank(cands, metric, mode, str(source))
-    picked = ranked[:top]
     unranked = [c.name for c in cands if c.value is None]
     if unranked:
         skipped.append(f"not ranked (NaN or no {metric}): {', '.join(unranked[:10])}"
                        + (f" and {len(unranked) - 10} more" if len(unranked) > 10 else ""))
-    if len(picked) < top:
-        skipped.append(f"asked for the top {top} but only {len(picked)} checkpoint(s) have a finite {metric}")
 
     created = not os.path.isdir(dest_path)
     try:
         os.makedirs(dest_path, exist_ok=True)
+        tmp = tempfile.mkdtemp(prefix=".tmp-pull-", dir=dest_path)
     except OSError as e:
-        raise SwiniqaError(f"cannot create --dest {dest_path} ({e.strerror}); pick a writable folder") from None
-    tmp = tempfile.mkdtemp(prefix=".tmp-pull-", dir=dest_path)
+        if created:
+            shutil.rmtree(dest_path, ignore_errors=True)
+        raise SwiniqaError(f"cannot write into --dest {dest_path} ({e.strerror or e}); pick a writable folder") from None
     try:
-        staged: list[tuple[str, str, _Candidate, dict[str, Any]]] = []
-        now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-        for rank, cand in enumerate(picked, 1):
-            folder = "best" if top == 1 else f"rank{rank}_{cand.name}"
-            work = os.path.join(tmp, folder)
-            os.makedirs(work)
-            files = _copy_checkpoint(cand, work)
-            prov = {
-                "source": redact(cand.uri), "experiment": redact(str(source)), "selected_from": how,
-                "name": cand.name, "metric": metric, "mode": mode, "value": cand.value, "rank": rank,
-                "pulled_at": now, "files": files,
-            }
-            if cand.row is not None:
-                prov["trial"] = {k: cand.row.get(k) for k in ("trial_id", "run", "cell", "seed", "status", "best_epoch",
-                                                             "epochs_run", "val_srcc", "val_plcc", "test_srcc",
-                                                             "test_plcc") if k in cand.row}
-            with open(os.path.join(work, PROVENANCE), "w") as f:
-                f.write(json.dumps(prov, indent=2, sort_keys=True) + "\n")
-            staged.append((folder, work, cand, prov))
+        staged = _stage(ranked, top, tmp, source, how, metric, mode, skipped)
         # Everything copied and verified: move into place (earlier pulls aside first, with --force).
         old = os.path.join(tmp, ".old")
         os.makedirs(old)
@@ -466,15 +535,16 @@ def pull(source: str, dest: str, metric: str = "val_srcc", mode: str = "max", to
             final = os.path.join(dest_path, folder)
             os.replace(work, final)
             results.append((final, cand, prov))
+    except OSError as e:
+        _undo(tmp, dest_path, created)
+        raise SwiniqaError(f"cannot write into --dest {dest_path} ({e.strerror or e}); nothing was pulled; free "
+                           "space or pick a writable folder") from None
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if created:
-            try:
-                os.rmdir(dest_path)
-            except OSError:
-                pass
+        _undo(tmp, dest_path, created)
         raise
     shutil.rmtree(tmp, ignore_errors=True)
+    if len(results) < top:
+        skipped.append(f"asked for the top {top} but only {len(results)} complete checkpoint(s) have a finite {metric}")
 
     best_dir, best, _ = results[0]
     with open(os.path.join(best_dir, METRICS)) as f:
@@ -487,24 +557,25 @@ def pull(source: str, dest: str, metric: str = "val_srcc", mode: str = "max", to
     return {
         "checkpoint": best_dir, "srcc": srcc, "config": best_config, "metric": metric, "mode": mode,
         "dest": dest_path, "source": redact(str(source)), "selected_from": how,
-        "pulled": [{"rank": p["rank"], "checkpoint": d, "metric": metric, "value": c.value, "source": p["source"],
-                    "name": c.name} for d, c, p in results],
+        "checkpoints": [{"rank": p["rank"], "checkpoint": d, "metric": metric, "value": c.value,
+                         "source": p["source"], "name": c.name} for d, c, p in results],
         "skipped": skipped,
     }
 
 
 # --------------------------------------------------------------------------------------------- CLI
 def cmd_pull(args: argparse.Namespace) -> int:
-    from swiniqa.cli import emit
+    from swiniqa.cli_common import emit
 
     res = pull(args.source, args.dest, metric=args.metric, mode=args.mode, top=args.top, force=args.force)
     for s in res["skipped"]:
-        print(f"swiniqa pull: note: {s}", file=sys.stderr)
+        if not args.quiet:
+            print(f"swiniqa pull: note: {s}", file=sys.stderr)
 
     def human(r: dict) -> str:
-        lines = [f"pulled {len(r['pulled'])} checkpoint(s) by {r['metric']} ({r['mode']}) from {r['source']} "
+        lines = [f"pulled {len(r['checkpoints'])} checkpoint(s) by {r['metric']} ({r['mode']}) from {r['source']} "
                  f"into {r['dest']} (copies verified by sha256):"]
-        for p in r["pulled"]:
+        for p in r["checkpoints"]:
             lines.append(f"  {p['rank']}. {p['checkpoint']}  {r['metric']}={p['value']:.4f}  <- {p['source']}")
         lines.append(f"best: {r['checkpoint']}")
         return "\n".join(lines)
@@ -526,5 +597,4 @@ def register(subparsers) -> None:
     p.add_argument("--mode", choices=("max", "min"), default="max", help="max (default) or min is best")
     p.add_argument("--top", type=int, default=1, help="how many of the best to copy (default 1)")
     p.add_argument("--force", action="store_true", help="replace earlier pulls in a non-empty --dest")
-    p.add_argument("--json", action="store_true", help="last stdout line is one JSON object")
     p.set_defaults(fn=cmd_pull)

@@ -72,7 +72,7 @@ def experiment(tmp_path):
 def test_results_json_top2(experiment, tmp_path):
     dest = tmp_path / "models"
     res = pull(str(experiment), str(dest), top=2)
-    names = [p["name"] for p in res["pulled"]]
+    names = [p["name"] for p in res["checkpoints"]]
     assert names == ["a-seed0", "c-seed0"]  # b deleted, e half-written, d NaN
     assert res["selected_from"] == "results.json"
     assert res["checkpoint"] == str(dest / "rank1_a-seed0")
@@ -89,7 +89,7 @@ def test_results_json_top2(experiment, tmp_path):
     for n, info in prov["files"].items():
         assert info["sha256"] == _sha(src / n) == _sha(dest / "rank1_a-seed0" / n)
         assert info["size"] == os.path.getsize(src / n)
-    assert res["pulled"][1]["value"] == pytest.approx(0.70)
+    assert res["checkpoints"][1]["value"] == pytest.approx(0.70)
 
 
 def test_run_folder_scan_nan_half_hidden(tmp_path):
@@ -106,11 +106,11 @@ def test_run_folder_scan_nan_half_hidden(tmp_path):
     assert res["srcc"] == pytest.approx(0.7)
     # min mode on another metric; NaN never ranked
     res = pull(str(run), str(tmp_path / "out2"), metric="val_loss", mode="min", top=5)
-    assert [p["name"] for p in res["pulled"]] == ["checkpoint_epoch0002", "checkpoint_epoch0001"]
+    assert [p["name"] for p in res["checkpoints"]] == ["checkpoint_epoch0002", "checkpoint_epoch0001"]
     assert any("only 2" in s for s in res["skipped"])
     # a single checkpoint folder works too
     res = pull(str(run / "checkpoint_epoch0001"), str(tmp_path / "out3"))
-    assert res["pulled"][0]["name"] == "checkpoint_epoch0001"
+    assert res["checkpoints"][0]["name"] == "checkpoint_epoch0001"
 
 
 def test_results_without_existing_checkpoints_falls_back_to_scan(experiment, tmp_path):
@@ -119,15 +119,15 @@ def test_results_without_existing_checkpoints_falls_back_to_scan(experiment, tmp
         r["checkpoint"], r["best_epoch"] = "/nowhere/x", None
     (experiment / "results.json").write_text(json.dumps(rows))
     res = pull(str(experiment), str(tmp_path / "o"))
-    assert res["selected_from"] == "scan" and res["pulled"][0]["name"] == "a-seed0-checkpoint_epoch0002"
+    assert res["selected_from"] == "scan" and res["checkpoints"][0]["name"] == "a-seed0-checkpoint_epoch0002"
 
 
 def test_file_uri_and_moved_experiment(experiment, tmp_path):
     moved = tmp_path / "moved"
     shutil.move(str(experiment), str(moved))  # results.json still names the old paths
     res = pull("file://" + str(moved), str(tmp_path / "o"), top=2)
-    assert [p["name"] for p in res["pulled"]] == ["a-seed0", "c-seed0"]
-    assert res["pulled"][0]["source"] == str(moved / "train" / "a-seed0" / "checkpoint_epoch0002")
+    assert [p["name"] for p in res["checkpoints"]] == ["a-seed0", "c-seed0"]
+    assert res["checkpoints"][0]["source"] == str(moved / "train" / "a-seed0" / "checkpoint_epoch0002")
 
 
 def test_errors(experiment, tmp_path):
@@ -152,7 +152,7 @@ def test_errors(experiment, tmp_path):
     pull(str(experiment), str(full), top=3, force=True)
     res = pull(str(experiment), str(full), force=True)  # replaces the earlier pulled folders only
     assert sorted(os.listdir(full)) == ["best", "keep.txt"]
-    assert res["pulled"][0]["name"] == "a-seed0"
+    assert res["checkpoints"][0]["name"] == "a-seed0"
 
 
 def test_corrupt_copy_is_caught(experiment, tmp_path, monkeypatch):
@@ -184,8 +184,8 @@ def test_cli_json(experiment, tmp_path, capsys):
     last = json.loads(out.strip().splitlines()[-1])
     assert last["checkpoint"] == str(tmp_path / "o" / "rank1_a-seed0")
     assert last["srcc"] == pytest.approx(0.8) and isinstance(last["config"], dict)
-    assert [p["value"] for p in last["pulled"]] == pytest.approx([0.8, 0.7])
-    assert all({"checkpoint", "value", "source"} <= set(p) for p in last["pulled"])
+    assert [p["value"] for p in last["checkpoints"]] == pytest.approx([0.8, 0.7])
+    assert all({"checkpoint", "value", "source"} <= set(p) for p in last["checkpoints"])
     assert "b-seed0" in err
     rc = main(["pull", str(experiment), "--dest", str(tmp_path / "o")])
     assert rc == 2 and "--force" in capsys.readouterr().err
@@ -228,16 +228,16 @@ def test_pull_from_s3(experiment, tmp_path, s3_server, monkeypatch):
     shutil.move(str(experiment), str(local))  # the stale local path of c-seed0 no longer exists
 
     res = pull("s3://bucket/exp", str(tmp_path / "o"), top=2)
-    assert [p["name"] for p in res["pulled"]] == ["a-seed0", "c-seed0"]
-    assert res["pulled"][0]["source"] == "s3://bucket/exp/train/a-seed0/checkpoint_epoch0002"
-    assert res["pulled"][1]["source"] == "s3://bucket/exp/train/c-seed0/checkpoint_epoch0001"
+    assert [p["name"] for p in res["checkpoints"]] == ["a-seed0", "c-seed0"]
+    assert res["checkpoints"][0]["source"] == "s3://bucket/exp/train/a-seed0/checkpoint_epoch0002"
+    assert res["checkpoints"][1]["source"] == "s3://bucket/exp/train/c-seed0/checkpoint_epoch0001"
     src = local / "train" / "a-seed0" / "checkpoint_epoch0002"
     for n in (WEIGHTS, CONFIG, METRICS):
         assert _sha(src / n) == _sha(tmp_path / "o" / "rank1_a-seed0" / n)
 
     # a plain run folder on S3 (scan path), and a missing prefix
     res = pull("s3://bucket/exp/train/a-seed0", str(tmp_path / "o2"))
-    assert res["pulled"][0]["source"] == "s3://bucket/exp/train/a-seed0/checkpoint_epoch0002"
+    assert res["checkpoints"][0]["source"] == "s3://bucket/exp/train/a-seed0/checkpoint_epoch0002"
     assert math.isclose(res["srcc"], 0.8)
     with pytest.raises(SwiniqaError, match="not found: s3://bucket/nope"):
         pull("s3://bucket/nope", str(tmp_path / "o3"))

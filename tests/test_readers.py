@@ -181,17 +181,17 @@ def test_csv_reader_explicit_columns_labels_only_and_groups(roots, tmp_path):
 
 
 def test_csv_reader_errors(tmp_path):
-    with pytest.raises(DataError, match="data root"):
+    with pytest.raises(DataError, match="--data-root"):
         read_dataset("csv", None)
     with pytest.raises(DataError, match="found 0 .csv"):
         read_dataset("csv", str(tmp_path))
     _write_csv(tmp_path / "a.csv", ["image", "mos"], [("x.jpg", "1")])
     with pytest.raises(DataError, match="nope.csv"):
         read_dataset("csv", str(tmp_path), labels="nope.csv")
-    with pytest.raises(DataError, match="image_col"):
+    with pytest.raises(DataError, match="--image-col"):
         read_dataset("csv", str(tmp_path), labels="a.csv", image_col="missing")
     _write_csv(tmp_path / "b.csv", ["picture", "mos"], [("x.jpg", "1")])
-    with pytest.raises(DataError, match=r"b\.csv line 1.*image_col"):
+    with pytest.raises(DataError, match=r"b\.csv line 1.*--image-col"):
         read_dataset("csv", str(tmp_path), labels="b.csv")
     with pytest.raises(DataError, match="imgs"):
         read_dataset("csv", str(tmp_path), labels="a.csv", images="imgs")

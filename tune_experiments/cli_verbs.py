@@ -10,11 +10,11 @@ from tune_experiments.grids import STUDIES
 
 
 def _tune_config(args: argparse.Namespace):
-    from swiniqa.cli import _FLAG_KEYS
+    from swiniqa.cli_common import flag_values
     from swiniqa.config import parse_set
     from tune_experiments.driver import tune_base_config
 
-    overrides: dict[str, Any] = {k: getattr(args, k) for k in _FLAG_KEYS if getattr(args, k, None) is not None}
+    overrides: dict[str, Any] = flag_values(args)
     overrides.update(parse_set(args.set))
     preset_name = args.preset or (None if args.config else "demo")
     return tune_base_config(preset_name, args.config, overrides), preset_name
@@ -57,10 +57,13 @@ def _human(s: dict[str, Any]) -> str:
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
-    from swiniqa.cli import emit
+    from swiniqa.cli_common import apply_max_pixels, check_output_dir, emit
     from tune_experiments.driver import run_study
 
     cfg, preset_name = _tune_config(args)
+    if not args.dry_run:
+        check_output_dir(cfg.output, "--output")
+        apply_max_pixels(cfg.max_image_pixels)
     summary = run_study(args.study, cfg, seeds=args.seeds, output=cfg.output, name=cfg.name, resume=args.resume,
                         dry_run=args.dry_run, progress=not (args.quiet or args.dry_run), preset=preset_name,
                         max_concurrent=args.max_concurrent, early_stopping=not args.no_early_stop,
@@ -70,7 +73,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from swiniqa.cli import emit
+    from swiniqa.cli_common import emit
     from tune_experiments.aggregate import build_report
 
     summary = build_report(args.experiment, progress=False, plots=not args.no_plots)
@@ -79,7 +82,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def register(sub) -> None:
-    from swiniqa.cli import _add_config_args
+    from swiniqa.cli_common import add_config_args
 
     p = sub.add_parser("tune", help="run a study grid (lr, size, ablation, augment) x seeds on Ray Tune",
                        description="Run every cell of a study grid once per seed on Ray Tune (one trial = one Ray "
@@ -87,7 +90,6 @@ def register(sub) -> None:
                                    "figures and results.json into <output>/<name>. With --preset demo the trials "
                                    "are cheap CPU stand-ins (nano Swin, 96-px patches, 6 epochs).")
     p.add_argument("study", choices=list(STUDIES), help="which grid")
-    p.add_argument("--json", action="store_true", help="last stdout line is one JSON object")
     p.add_argument("--seeds", type=int, default=1, help="seeds per cell (seed, seed+1, ...; changes split, crops, init)")
     p.add_argument("--resume", action="store_true", help="continue the experiment of the same --name/--output")
     p.add_argument("--dry-run", dest="dry_run", action="store_true", help="list the trials' configs, run nothing")
@@ -97,15 +99,13 @@ def register(sub) -> None:
                    help="no ASHA (per-trial patience still applies)")
     p.add_argument("--grace-period", dest="grace_period", type=int, default=2, help="ASHA: epochs before stopping")
     p.add_argument("--reduction-factor", dest="reduction_factor", type=int, default=2, help="ASHA reduction factor")
-    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
-    _add_config_args(p)
+    add_config_args(p)
     p.set_defaults(fn=cmd_tune)
 
     p = sub.add_parser("report", help="(re)build tables and figures of a tune experiment folder",
                        description="Rebuild results.json, tables (CSV/Markdown/LaTeX) and figures of a finished or "
                                    "partial `swiniqa tune` experiment from its folder alone (local or s3://, gs://).")
     p.add_argument("experiment", help="the experiment folder, e.g. runs/lr-demo")
-    p.add_argument("--json", action="store_true", help="last stdout line is one JSON object")
     p.add_argument("--no-plots", dest="no_plots", action="store_true", help="tables only")
     p.set_defaults(fn=cmd_report)
 

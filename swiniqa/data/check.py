@@ -31,16 +31,12 @@ from swiniqa.errors import DataError
 
 CACHE_VERSION = 1
 
-#: Expected score ranges of the official releases (in the reader's orientation), for warnings only.
-KNOWN_RANGES: dict[tuple[str, str], tuple[float, float]] = {
-    ("koniq10k", "MOS_zscore"): (0.0, 100.0),
-    ("koniq10k", "MOS"): (1.0, 5.0),
-    ("spaq", "MOS"): (0.0, 100.0),
-    ("kadid10k", "dmos"): (1.0, 5.0),
-    ("agiqa3k", "mos_quality"): (0.0, 5.0),
-    ("livec", "AllMOS_release"): (0.0, 100.0),
-    ("tid2013", "MOS"): (0.0, 9.0),
-}
+def expected_range(dataset: str, column: str) -> Optional[tuple[float, float]]:
+    """Expected score range of ``column`` in the official release of ``dataset`` (its spec), if known."""
+    from swiniqa.data.records import canonical_name, DATASETS
+
+    name = canonical_name(dataset)
+    return DATASETS[name].score_range.get(column) if name else None
 
 
 @dataclass
@@ -50,6 +46,8 @@ class CheckReport:
     images: int
     errors: list[dict] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    #: The reader's notes (which columns were used, score direction, ...), shown by every verb.
+    notes: list[str] = field(default_factory=list)
     dataset: str = ""
     root: str = ""
     cached: int = 0
@@ -140,7 +138,7 @@ def check_dataset(info: DatasetInfo, resize: Optional[tuple[int, int]] = None, r
     ``cache_dir`` overrides where verified files are remembered; ``use_cache=False`` decodes all.
     """
     t0 = time.monotonic()
-    report = CheckReport(images=len(info.records), dataset=info.name, root=str(info.root))
+    report = CheckReport(images=len(info.records), dataset=info.name, root=str(info.root), notes=list(info.notes))
     if not info.records:
         report.errors.append({"image": str(info.root), "why": "the dataset has no images"})
         return report
@@ -162,7 +160,7 @@ def check_dataset(info: DatasetInfo, resize: Optional[tuple[int, int]] = None, r
         if len(scores) > 1 and lo == hi:
             report.warnings.append(f"all {len(scores)} scores equal {lo:g}: rank correlations are undefined "
                                    "and the model cannot learn from them; check the score column")
-        rng = KNOWN_RANGES.get((info.name, info.score_column))
+        rng = expected_range(info.name, info.score_column)
         if rng is not None:
             a, b = rng if info.higher_is_better else (-rng[1], -rng[0])
             out = [r for r in info.records if id(r) not in bad_ids and not (a <= r.score <= b)]
@@ -252,6 +250,14 @@ def check_dataset(info: DatasetInfo, resize: Optional[tuple[int, int]] = None, r
     return report
 
 
+def label_report(err: "DataError", dataset: str = "") -> CheckReport:
+    """A failed :class:`CheckReport` naming each label problem of a :class:`LabelErrors`."""
+    problems = getattr(err, "problems", None) or [str(err)]
+    file = getattr(err, "file", "")
+    return CheckReport(images=0, dataset=dataset, root=os.path.dirname(file) if file else "",
+                       errors=[{"image": file, "why": p.replace(f"{file} ", "", 1) if file else p} for p in problems])
+
+
 def format_report(report: CheckReport, max_errors: Optional[int] = 50) -> str:
     """A human summary: one headline, then errors (up to ``max_errors``; None = all) and warnings."""
     n_err = len(report.errors)
@@ -271,4 +277,6 @@ def format_report(report: CheckReport, max_errors: Optional[int] = 50) -> str:
         lines.append("  hint: no image was found at all; is the data root (or image folder option) right?")
     for w in report.warnings:
         lines.append(f"  warning: {w}")
+    for n in report.notes:
+        lines.append(f"  note: {n}")
     return "\n".join(lines)

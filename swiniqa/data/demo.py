@@ -16,9 +16,12 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 from PIL import Image, ImageFilter
+
+from swiniqa.errors import DataError
 
 VERSION = 5
 #: Tiles whose mean |Laplacian| (grey levels) is below this are too flat to show blur or JPEG (night
@@ -110,25 +113,36 @@ def write_demo(out: str | os.PathLike | None = None, progress: bool = False) -> 
     Layout: ``images/<source>_t<tile>_<distortion>_<level>.png`` and ``labels.csv`` with columns
     ``image,mos,source,distortion,level``.
     """
-    root = Path(out) if out else default_demo_root()
+    root = Path(os.path.abspath(os.path.expanduser(os.fspath(out)))) if out else default_demo_root()
     if (root / "labels.csv").is_file():
         return root
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".demo-", dir=root.parent))
+    if root.exists() and not root.is_dir():
+        raise DataError(f"--out {root} is a file; give a new or empty folder for the demo dataset")
+    if root.is_dir() and any(root.iterdir()):
+        raise DataError(f"--out {root} is a folder that is not empty and holds no demo dataset; "
+                        "give a new or empty folder")
+    tmp: Optional[Path] = None
     try:
+        root.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".demo-", dir=root.parent))
         _generate(tmp, progress)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        _move_into_place(tmp, root)
+    except OSError as e:
+        raise DataError(f"cannot write the demo dataset to {root}: {e.strerror or e}; pick a writable folder "
+                        "with ~50 MB free (--out DIR)") from None
+    finally:
+        if tmp is not None and tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return root
+
+
+def _move_into_place(tmp: Path, root: Path) -> None:
     try:
-        tmp.rename(root)
+        tmp.rename(root)  # onto a missing or empty folder
     except OSError:  # another process won the race, or root exists half-made
         if not (root / "labels.csv").is_file():
             shutil.rmtree(root, ignore_errors=True)
             tmp.rename(root)
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
-    return root
 
 
 def _generate(tmp: Path, progress: bool) -> None:

@@ -6,13 +6,16 @@ they all accept and refuse the same files.
 Accepted: any format Pillow identifies by its content (a PNG named ``.jpg`` is fine), grayscale,
 palette, alpha (composited on white), CMYK, 16-bit and float images (scaled to 8 bits), EXIF
 orientation (applied). Refused with :class:`DataError` naming the file: missing, empty, not an
-image, truncated or otherwise undecodable files. Truncation is detected because Pillow's default
-``ImageFile.LOAD_TRUNCATED_IMAGES = False`` is left alone; nothing global is changed here.
+image, truncated or otherwise undecodable files, and images above ``max_image_pixels``. Truncation is
+detected because Pillow's default ``ImageFile.LOAD_TRUNCATED_IMAGES = False`` is left alone. Pillow's
+``DecompressionBombWarning`` is silenced (our limit refuses those images by name instead), and its
+``MAX_IMAGE_PIXELS`` is raised only by an explicit :func:`set_max_image_pixels`.
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Optional
 
 import numpy as np
@@ -21,6 +24,30 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from swiniqa.errors import DataError
 
 _EXIF_ORIENTATION = 0x0112
+#: Pillow's decompression-bomb limit when swiniqa was imported: the default ``max_image_pixels``.
+PIL_DEFAULT_MAX_PIXELS = int(Image.MAX_IMAGE_PIXELS or 89_478_485)
+#: Largest image decoded (``max_image_pixels``); larger ones are refused by name, not with a raw warning.
+_max_pixels = int(os.environ.get("SWINIQA_MAX_IMAGE_PIXELS") or 0) or PIL_DEFAULT_MAX_PIXELS
+# Our own limit replaces Pillow's warning between 1x and 2x its limit (it names the file and the key).
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+
+
+def set_max_image_pixels(n: int) -> int:
+    """Decode images up to ``n`` pixels (0 = Pillow's default); returns the limit in force.
+
+    Pillow's own hard limit (2x its ``MAX_IMAGE_PIXELS``) is raised to match when ``n`` exceeds it. The
+    value is also put in ``SWINIQA_MAX_IMAGE_PIXELS`` so processes started later (local Ray workers) inherit it.
+    """
+    global _max_pixels
+    _max_pixels = int(n) if n and int(n) > 0 else PIL_DEFAULT_MAX_PIXELS
+    Image.MAX_IMAGE_PIXELS = max(PIL_DEFAULT_MAX_PIXELS, _max_pixels)
+    os.environ["SWINIQA_MAX_IMAGE_PIXELS"] = str(_max_pixels)
+    return _max_pixels
+
+
+def _too_large(w: int, h: int) -> str:
+    return (f"{w}x{h} = {w * h / 1e6:.1f} MP is above max_image_pixels={_max_pixels} (a decompression-bomb "
+            f"guard); if the image is genuine, allow it with --max-image-pixels {w * h} (config key max_image_pixels)")
 
 
 def target_size(w: int, h: int, resize: Optional[tuple[int, int]], resize_short: Optional[int],
@@ -76,6 +103,8 @@ def decode_image(path: str, resize: Optional[tuple[int, int]] = None, resize_sho
         with Image.open(path) as im:
             orient = _orientation(im)
             w0, h0 = im.size
+            if w0 * h0 > _max_pixels:
+                raise image_error(path, _too_large(w0, h0))
             if orient in (5, 6, 7, 8):
                 w0, h0 = h0, w0
             tw, th = target_size(w0, h0, resize, resize_short, min_side)
@@ -98,7 +127,7 @@ def decode_image(path: str, resize: Optional[tuple[int, int]] = None, resize_sho
     except UnidentifiedImageError:
         raise image_error(path, "not an image file (format not recognised)") from None
     except Image.DecompressionBombError as e:
-        raise image_error(path, f"image too large ({e})") from None
+        raise image_error(path, f"image too large ({e}); allow it with --max-image-pixels N") from None
     except Exception as e:  # noqa: BLE001 - PIL raises many types for broken files
         msg = str(e).splitlines()[0] if str(e) else ""
         if "truncated" in msg or "incomplete" in msg.lower():

@@ -169,8 +169,10 @@ class TrainPatches:
         self.pool = pool_images or max(8, 4 * batch_size)
 
     def __len__(self) -> int:
+        """Batches per epoch: full batches only, or one smaller batch when an epoch holds fewer patches
+        than a batch (every rank the same count), so every epoch takes at least one optimizer step."""
         per_rank = -(-len(self.records) // self.world)
-        return per_rank * self.n // self.bs
+        return per_rank * self.n // self.bs or (1 if per_rank * self.n else 0)
 
     def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         rng = np.random.default_rng([self.seed, epoch, 1])
@@ -192,6 +194,15 @@ class TrainPatches:
                     perm = crop_rng.permutation(len(plan))
                     yield [plan[k] for k in perm]
 
+        def cut(part: list) -> tuple[torch.Tensor, torch.Tensor]:
+            out = np.empty((len(part), p, p, 3), np.uint8)
+            for k, (im, y, x, _, _) in enumerate(part):
+                out[k] = im[y:y + p, x:x + p]
+            t = _flip_rows(torch.from_numpy(out), np.array([e[3] for e in part]))
+            if self.content_aug:
+                _content_aug(out, crop_rng)  # ``out`` is ``t``'s memory
+            return t.permute(0, 3, 1, 2), torch.tensor([e[4] for e in part], dtype=torch.float32)
+
         def batches():
             """Cut each batch straight into its own buffer; a pool's remainder opens the next batch."""
             left: list = []
@@ -202,16 +213,11 @@ class TrainPatches:
                 for b in range(nfull):
                     if emitted == total:
                         return
-                    part = plan[b * bs:(b + 1) * bs]
-                    out = np.empty((bs, p, p, 3), np.uint8)
-                    for k, (im, y, x, _, _) in enumerate(part):
-                        out[k] = im[y:y + p, x:x + p]
-                    t = _flip_rows(torch.from_numpy(out), np.array([e[3] for e in part]))
-                    if self.content_aug:
-                        _content_aug(out, crop_rng)  # ``out`` is ``t``'s memory
                     emitted += 1
-                    yield t.permute(0, 3, 1, 2), torch.tensor([e[4] for e in part], dtype=torch.float32)
+                    yield cut(plan[b * bs:(b + 1) * bs])
                 left = plan[nfull * bs:]
+            if emitted < total and left:  # fewer patches than one batch: one smaller batch
+                yield cut(left)
 
         pf = _Prefetch(batches())
         try:

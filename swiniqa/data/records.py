@@ -1,9 +1,16 @@
-"""What a dataset reader returns: one record per image, scores oriented higher = better."""
+"""What a dataset is: one spec per dataset (reader, display name, aliases, score ranges, eval
+preprocessing) and one record per image, scores oriented higher = better.
+
+Every per-dataset fact lives in the ``register_reader`` call beside its reader, so the data check's
+range warnings, the cross-dataset suite's names and aliases, and evaluation's preprocessing all read
+the same :class:`DatasetSpec`.
+"""
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Any, Callable, Mapping, Optional, Union
 
 from swiniqa.errors import DataError
 
@@ -37,23 +44,183 @@ class DatasetInfo:
 
 
 Reader = Callable[..., DatasetInfo]
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """Everything swiniqa knows about one dataset, registered once beside its reader."""
+
+    name: str
+    reader: Reader
+    #: Name in tables (``KADID-10K``).
+    display_name: str
+    #: One-word kind for tables (``synthetic distortions``).
+    kind: str = ""
+    #: Other spellings accepted wherever a dataset is named (compared lower-case, alphanumerics only).
+    aliases: tuple[str, ...] = ()
+    #: Expected score range per score column of the release (reader's orientation), for warnings.
+    score_range: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+    #: Evaluation preprocessing overriding a checkpoint's ``resize``/``resize_short`` (None: as trained).
+    eval_preprocessing: Optional[Mapping[str, Any]] = None
+
+
+DATASETS: dict[str, DatasetSpec] = {}
+#: name -> reader function (kept for callers that only need the function).
 READERS: dict[str, Reader] = {}
 
 
-def register_reader(name: str) -> Callable[[Reader], Reader]:
-    """Register a reader ``fn(root, **options) -> DatasetInfo`` under ``name``."""
+def _key(name: str) -> str:
+    return "".join(ch for ch in str(name).lower() if ch.isalnum())
+
+
+def register_reader(name: str, *, display_name: Optional[str] = None, kind: str = "",
+                    aliases: tuple[str, ...] = (),
+                    score_range: Union[None, tuple[float, float], Mapping[str, tuple[float, float]]] = None,
+                    score_column: str = "", eval_preprocessing: Optional[Mapping[str, Any]] = None
+                    ) -> Callable[[Reader], Reader]:
+    """Register a reader ``fn(root, **options) -> DatasetInfo`` with the dataset's facts.
+
+    Args:
+        name: the reader name users type (``kadid10k``).
+        display_name: name in tables (default: ``name``).
+        kind: short description for tables.
+        aliases: other accepted spellings (``kadid``, ``KADID-10K``).
+        score_range: ``(lo, hi)`` of ``score_column``, or ``{column: (lo, hi)}``.
+        score_column: the column a bare ``score_range`` tuple applies to.
+        eval_preprocessing: ``{"resize": ..., "resize_short": ...}`` used by ``eval`` for this dataset.
+    Returns:
+        the decorator, which returns the reader unchanged.
+    Raises:
+        ValueError: when ``name`` or an alias is already registered (a programming error).
+    """
+    if isinstance(score_range, tuple):
+        ranges: dict[str, tuple[float, float]] = {score_column: score_range}
+    else:
+        ranges = dict(score_range or {})
 
     def deco(fn: Reader) -> Reader:
+        taken = {_key(a): s.name for s in DATASETS.values() for a in (s.name, *s.aliases)}
+        for a in (name, *aliases):
+            if _key(a) in taken and not (taken[_key(a)] == name and DATASETS[name].reader is fn):
+                raise ValueError(f"dataset name {a!r} is already registered (by {taken[_key(a)]!r}); "
+                                 "pick another name")
+        DATASETS[name] = DatasetSpec(name, fn, display_name or name, kind, tuple(aliases), ranges,
+                                     dict(eval_preprocessing) if eval_preprocessing is not None else None)
         READERS[name] = fn
         return fn
 
     return deco
 
 
-def read_dataset(name: str, root: Optional[str], **options) -> DatasetInfo:
-    """Read a dataset by registered name; unknown names and missing roots are user errors."""
+def _load_builtin() -> None:
     import swiniqa.data.readers  # noqa: F401  (registers the built-in readers)
 
-    if name not in READERS:
-        raise DataError(f"unknown dataset '{name}'; choose one of {', '.join(sorted(READERS))}")
-    return READERS[name](root, **options)
+
+def canonical_name(name: str) -> Optional[str]:
+    """The registered name for ``name`` or one of its aliases (any case/punctuation), else None."""
+    _load_builtin()
+    k = _key(name)
+    for s in DATASETS.values():
+        if k == _key(s.name) or k in (_key(a) for a in s.aliases):
+            return s.name
+    return None
+
+
+def dataset_spec(name: str, flag: str = "--dataset") -> DatasetSpec:
+    """The spec of ``name`` (aliases accepted).
+
+    Raises:
+        DataError: unknown name, with the closest known names ("did you mean") and ``flag``.
+    """
+    canon = canonical_name(name)
+    if canon is not None:
+        return DATASETS[canon]
+    known = sorted(DATASETS)
+    close = difflib.get_close_matches(str(name).lower(), known + [a for s in DATASETS.values() for a in s.aliases],
+                                      n=3, cutoff=0.5)
+    hint = f"did you mean {', '.join(dict.fromkeys(close))}? " if close else ""
+    raise DataError(f"unknown dataset '{name}' ({flag}); {hint}choose one of {', '.join(known)}")
+
+
+def read_dataset(name: str, root: Optional[str], **options) -> DatasetInfo:
+    """Read a dataset by registered name or alias.
+
+    Args:
+        name: reader name or alias.
+        root: the dataset folder (None: readers that can do without one, e.g. ``demo``, ``csv`` with labels).
+        **options: reader options (``labels``, ``images``, ``score_col``, ...); None values are dropped.
+    Returns:
+        the :class:`DatasetInfo`.
+    Raises:
+        DataError: unknown dataset, missing root, broken label file.
+    """
+    spec = dataset_spec(name, flag=str(options.pop("_flag", "--dataset")))
+    return spec.reader(root, **_fit_options(spec, {k: v for k, v in options.items() if v is not None}))
+
+
+#: Reader option -> the flag (and TrainConfig key) that sets it, for messages.
+FLAGS = {"labels": "--labels", "images": "--images", "score_col": "--score-col", "image_col": "--image-col",
+         "group_col": "--group-col", "higher_is_better": "--lower-is-better"}
+#: The shared option names official-layout readers spell their own way.
+_SYNONYMS = {"score_col": "score_column", "images": "image_dir"}
+
+
+def _fit_options(spec: DatasetSpec, options: dict[str, Any]) -> dict[str, Any]:
+    """Map the shared option names onto the reader's own, and refuse those the reader does not take."""
+    import inspect
+
+    params = inspect.signature(spec.reader).parameters
+    named = {n for n, p in params.items() if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
+    out: dict[str, Any] = {}
+    if "lower_is_better" in options:  # the config key / roots-file spelling of --lower-is-better
+        options["higher_is_better"] = not _is_true(options.pop("lower_is_better"))
+    for k, v in options.items():
+        if k not in named and _SYNONYMS.get(k) in named:
+            k = _SYNONYMS[k]
+        elif k not in named:
+            flag = FLAGS.get(k, k)
+            if k == "higher_is_better" and not _is_true(v):
+                raise DataError(f"{flag} does not apply to dataset {spec.name}: its reader knows the score "
+                                "direction; drop the flag, or use --dataset csv for your own label file")
+            if k in FLAGS:
+                raise DataError(f"{flag} does not apply to dataset {spec.name} (it reads the official layout "
+                                "under --data-root); drop the flag, or use --dataset csv for your own label file")
+        out[k] = v
+    return out
+
+
+def _is_true(v: Any) -> bool:
+    return v is True or str(v).strip().lower() in ("1", "true", "yes", "y", "on")
+
+
+def eval_preprocessing_table() -> dict[str, dict[str, Any]]:
+    """``{dataset: {"resize": ..., "resize_short": ...}}`` of every spec with evaluation preprocessing."""
+    _load_builtin()
+    return {s.name: dict(s.eval_preprocessing) for s in DATASETS.values() if s.eval_preprocessing is not None}
+
+
+def display_table() -> dict[str, tuple[str, str]]:
+    """``{dataset: (display name, kind)}`` of every registered dataset, for tables."""
+    _load_builtin()
+    return {s.name: (s.display_name, s.kind) for s in DATASETS.values()}
+
+
+#: TrainConfig keys that are reader options (the one dataset interface of every verb).
+OPTION_KEYS = ("labels", "images", "score_col", "image_col", "group_col")
+
+
+def config_reader_options(cfg: Any) -> dict[str, Any]:
+    """Reader options carried by a config (``labels``, ``images``, columns, ``lower_is_better``)."""
+    opts = {k: getattr(cfg, k, None) for k in OPTION_KEYS if getattr(cfg, k, None) not in (None, "")}
+    if getattr(cfg, "lower_is_better", False):
+        opts["higher_is_better"] = False
+    return opts
+
+
+def read_config_dataset(cfg: Any) -> DatasetInfo:
+    """Read the dataset a run config names (``dataset``, ``data_root`` and the reader options)."""
+    return read_dataset(cfg.dataset, cfg.data_root, **config_reader_options(cfg))
+
+
+__all__ = ["Record", "DatasetInfo", "DatasetSpec", "DATASETS", "READERS", "register_reader", "dataset_spec",
+           "canonical_name", "read_dataset", "eval_preprocessing_table", "display_table", "read_config_dataset", "config_reader_options", "OPTION_KEYS"]

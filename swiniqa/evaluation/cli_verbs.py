@@ -16,19 +16,9 @@ from swiniqa.errors import CheckpointError, ConfigError
 # --------------------------------------------------------------------------------------------- helpers
 def _parse_resize(raw: Optional[str]) -> Any:
     """``384,512`` / ``384x512`` -> (384, 512); ``none``/``native`` -> None; absent -> "default"."""
-    if raw is None:
-        return "default"
-    s = raw.strip().lower()
-    if s in ("none", "native", "null", ""):
-        return None
-    parts = [p for p in s.replace("x", ",").split(",") if p.strip()]
-    try:
-        vals = tuple(int(p) for p in parts)
-    except ValueError:
-        vals = ()
-    if len(vals) != 2:
-        raise ConfigError(f"--resize {raw!r}: give HEIGHT,WIDTH (e.g. 384,512) or none for the native size")
-    return vals
+    from swiniqa.parsing import parse_hw
+
+    return "default" if raw is None else parse_hw(raw, f"--resize {raw!r}", ConfigError)
 
 
 def _checkpoint_path(path: str) -> str:
@@ -36,8 +26,8 @@ def _checkpoint_path(path: str) -> str:
     from swiniqa.training.checkpoint import FOREIGN_SUFFIXES, resolve_checkpoint
 
     if is_remote(path):
-        raise CheckpointError(f"{path} is remote; copy its best checkpoint first with `swiniqa pull {path} DEST` "
-                              "and pass DEST/best")
+        raise CheckpointError(f"{path} is remote; copy its best checkpoint first with "
+                              f"`swiniqa pull {path} --dest DEST` and pass DEST/best")
     if path.endswith((*FOREIGN_SUFFIXES, ".safetensors", ".onnx")):
         return path
     return str(resolve_checkpoint(path))
@@ -57,29 +47,33 @@ def _add_eval_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", dest="batch_size", type=int, default=64,
                    help="patches per forward pass (whole images per batch; default 64)")
     p.add_argument("--device", help="cuda, cuda:1, cpu (default: cuda when available)")
-    p.add_argument("--resize-short", dest="resize_short", type=int,
-                   help="scale the shorter side to N px (eval: SPAQ's default is 512)")
-    p.add_argument("--resize", help="HEIGHT,WIDTH to resize to, or none for the native size "
-                                    "(default: per dataset, else the checkpoint's config)")
+    p.add_argument("--resize-short", dest="resize_short", type=int, help="scale the shorter side to N px")
     p.add_argument("--threads", type=int, help="decoding threads (default: cores, at most 8)")
-    p.add_argument("--quiet", action="store_true", help="no progress on stderr")
-    p.add_argument("--json", action="store_true", help="last stdout line is one JSON object")
 
 
 # --------------------------------------------------------------------------------------------- eval
 def cmd_eval(args: argparse.Namespace) -> int:
-    from swiniqa.cli import _reader_options, emit
+    from swiniqa.cli_common import (absolute_path, apply_max_pixels, check_output_dir, check_output_file, emit, note,
+                                    reader_options)
 
     ckpt_arg = args.checkpoint or args.experiment
     if bool(args.dataset) == bool(args.suite):
-        raise ConfigError("swiniqa eval: give --dataset NAME --root DIR, or --suite cross --roots datasets.yaml")
+        raise ConfigError("swiniqa eval: give --dataset NAME --data-root DIR, or --suite cross --roots datasets.yaml")
     if args.suite and not args.roots:
         raise ConfigError(f"--suite {args.suite} needs --roots FILE (YAML lines like `spaq: /data/SPAQ`)")
     if args.dataset and args.roots:
-        raise ConfigError("--roots is for --suite; with --dataset give --root DIR")
-    if args.suite and (args.root or args.labels or args.images):
-        raise ConfigError("--root/--labels/--images are for --dataset; a suite reads its roots from --roots FILE")
+        raise ConfigError("--roots is for --suite; with --dataset give --data-root DIR")
+    if args.suite and any(getattr(args, k, None) for k in ("data_root", "labels", "images", "score_col", "image_col",
+                                                           "group_col", "lower_is_better")):
+        raise ConfigError("--data-root/--labels/--images/--score-col/... are for --dataset; a suite reads them "
+                          "per dataset from --roots FILE")
+    if args.suite:
+        args.predictions = check_output_dir(args.predictions, "--predictions")
+        args.report_dir = check_output_dir(args.report_dir, "--report-dir")
+    else:
+        args.predictions = check_output_file(args.predictions, "--predictions")
     progress = not args.quiet
+    apply_max_pixels(args.max_image_pixels)
 
     if args.suite:
         import os
@@ -107,13 +101,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from swiniqa.data.records import read_dataset
     from swiniqa.evaluation.evaluate import evaluate_dataset, write_predictions
 
-    info = read_dataset(args.dataset, args.root, **_reader_options(args))  # labels first: fails in seconds
+    info = read_dataset(args.dataset, absolute_path(args.data_root), **reader_options(args))  # fails in seconds
     model, cfg, ckpt = _load(ckpt_arg, args.device)
     metrics, preds = evaluate_dataset(model, cfg, info, patches=args.patches, batch_size=args.batch_size,
                                       device=args.device, resize=_parse_resize(args.resize),
                                       resize_short=args.resize_short, progress=progress, threads=args.threads,
                                       check=args.check)
-    summary = {"checkpoint": ckpt, **metrics}
+    summary = {"checkpoint": ckpt, **metrics, "notes": list(info.notes)}
+    if progress:
+        for n in info.notes:
+            note(n)
     if args.predictions:
         summary["predictions"] = write_predictions(preds, args.predictions)
 
@@ -129,8 +126,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 # --------------------------------------------------------------------------------------------- predict
 def cmd_predict(args: argparse.Namespace) -> int:
-    from swiniqa.cli import emit
+    from swiniqa.cli_common import apply_max_pixels, emit
     from swiniqa.evaluation.predict import format_table, predict_images, split_results
+
+    apply_max_pixels(args.max_image_pixels)
 
     rows = predict_images(_checkpoint_path(args.checkpoint), args.inputs, batch_size=args.batch_size,
                           patches=args.patches, device=args.device, progress=not args.quiet,
@@ -150,7 +149,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 # --------------------------------------------------------------------------------------------- complexity
 def cmd_complexity(args: argparse.Namespace) -> int:
-    from swiniqa.cli import config_from_args, emit
+    from swiniqa.cli_common import MODEL_KEYS, config_from_args, emit
     from swiniqa.evaluation import complexity as cx
 
     if args.table:
@@ -173,7 +172,7 @@ def cmd_complexity(args: argparse.Namespace) -> int:
         d = _checkpoint_path(args.checkpoint)
         cfg = read_config(os.path.dirname(d) if os.path.isfile(d) else d)
     else:
-        cfg = config_from_args(args, default_preset=None)
+        cfg = config_from_args(args, default_preset=None, keys=MODEL_KEYS)
     res = cx.measure_complexity(cfg, device=args.device, batch_size=args.batch_size, repeats=args.repeats,
                                 latency=not args.no_latency)
 
@@ -191,27 +190,30 @@ def cmd_complexity(args: argparse.Namespace) -> int:
 
 # --------------------------------------------------------------------------------------------- register
 def register(sub) -> None:
-    from swiniqa.cli import _add_dataset_args
+    from swiniqa.cli_common import add_dataset_args, add_max_pixels_arg, add_model_args, add_preset_args
 
     p = sub.add_parser(
         "eval", help="evaluate a checkpoint on every image of a dataset, or on the cross-dataset suite",
-        description="Evaluate a checkpoint on every image of one dataset (--dataset, --root) or of a suite "
+        description="Evaluate a checkpoint on every image of one dataset (--dataset, --data-root) or of a suite "
                     "(--suite cross: SPAQ, KADID-10K, AGIQA-3K, plus LIVE-C when --roots names it): patch-averaged "
                     "scores, SRCC, PLCC (raw and logistic), KRCC, RMSE.")
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument("--checkpoint", help="checkpoint folder, or a run folder (its best checkpoint)")
     g.add_argument("--experiment", help="a tune experiment folder: its best checkpoint; with --suite the table is "
                                         "also written to EXPERIMENT/report/cross_dataset.md and .csv")
-    _add_dataset_args(p, required=False)
+    add_dataset_args(p, required=False)
     p.add_argument("--suite", choices=["cross", "all"], help="cross: SPAQ, KADID-10K, AGIQA-3K (+ LIVE-C); "
                                                               "all: every dataset in --roots")
-    p.add_argument("--roots", help="YAML file: dataset: root folder, one per line (e.g. `spaq: /data/SPAQ`)")
+    p.add_argument("--roots", help="YAML file: dataset: root folder, one per line (e.g. `spaq: /data/SPAQ`; a "
+                                   "mapping may add labels, images, score_col, ... as for --dataset)")
     p.add_argument("--predictions", help="CSV file of image,mos,pred (one row per image); with --suite a folder "
                                          "that gets one <dataset>.csv each")
     p.add_argument("--report-dir", dest="report_dir", help="with --suite: write cross_dataset.md/.csv here")
     p.add_argument("--check", action="store_true", help="decode every image before evaluating (cached by "
                                                         "`swiniqa data check`), so a broken file fails early")
     _add_eval_common(p)
+    p.add_argument("--resize", help="HEIGHT,WIDTH (e.g. 384,512) to resize every image to, or none for the native "
+                                    "size (default: the dataset's evaluation preprocessing, else the checkpoint's)")
     p.set_defaults(fn=cmd_eval)
 
     p = sub.add_parser(
@@ -223,6 +225,9 @@ def register(sub) -> None:
     p.add_argument("inputs", nargs="+", help="image files, folders, or quoted glob patterns ('**' recurses)")
     p.add_argument("--recursive", "-r", action="store_true", help="scan sub-folders of folder inputs too")
     _add_eval_common(p)
+    p.add_argument("--resize", help="HEIGHT,WIDTH (e.g. 384,512) to resize every image to, or none for the native "
+                                    "size (default: as the checkpoint was trained)")
+    add_max_pixels_arg(p)
     p.set_defaults(fn=cmd_predict)
 
     p = sub.add_parser(
@@ -230,14 +235,9 @@ def register(sub) -> None:
         description="Params, MACs and FLOPs per patch (torch.utils.flop_counter.FlopCounterMode, MACs = FLOPs/2, "
                     "window-attention matmuls included), then median latency (batch 1) and throughput (--batch-size) "
                     "on --device: bf16 autocast on CUDA, fp32 on CPU. --table: every size and ablation cell.")
-    p.add_argument("--json", action="store_true", help="last stdout line is one JSON object")
     g = p.add_argument_group("model (default: the reference best run E6, Swin-Base + multi-scale + attention)")
-    g.add_argument("--model-size", dest="model_size", help="tiny, small, base (or CPU sizes nano, micro, mini)")
-    g.add_argument("--backbone", help="swin (default) or resnet50 (original HyperIQA)")
-    g.add_argument("--preset", default=None, help="named preset (paper, demo)")
-    g.add_argument("--config", default=None, help="YAML/JSON file of config keys")
-    g.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="any config key, e.g. multiscale=false attention=false (repeatable)")
+    add_model_args(g)
+    add_preset_args(g)
     g.add_argument("--checkpoint", help="use the architecture of this checkpoint (or run folder's best)")
     p.add_argument("--device", help="cuda, cpu (default: cuda when available)")
     p.add_argument("--batch-size", dest="batch_size", type=int, default=32, help="throughput batch (default 32)")

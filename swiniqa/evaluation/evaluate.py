@@ -35,7 +35,7 @@ import torch
 
 from swiniqa.config import TrainConfig
 from swiniqa.data.images import image_error
-from swiniqa.data.records import DatasetInfo, Record
+from swiniqa.data.records import DatasetInfo, Record, eval_preprocessing_table
 from swiniqa.errors import DataError
 from swiniqa.evaluation.inference import default_device, default_threads, score_records
 from swiniqa.evaluation.metrics import all_metrics
@@ -55,9 +55,8 @@ from swiniqa.evaluation.metrics import all_metrics
 #:   resolution it was trained on, as the reference study did (it resized every cross set like KonIQ).
 #:
 #: Every image whose shorter side ends below the patch size is scaled up to it (``min_side``).
-EVAL_PREPROCESSING: dict[str, dict[str, Any]] = {
-    "spaq": {"resize": None, "resize_short": 512},
-}
+#: The table is read from each dataset's spec (``register_reader(..., eval_preprocessing=...)``).
+EVAL_PREPROCESSING: dict[str, dict[str, Any]] = eval_preprocessing_table()
 
 
 def preprocessing(cfg: TrainConfig, dataset: str, resize: Any = "default",

@@ -30,6 +30,7 @@ from typing import Any, Optional, Union
 import torch
 
 from swiniqa.config import TrainConfig
+from swiniqa.data.records import canonical_name as _canonical, display_table
 from swiniqa.errors import DataError
 from swiniqa.evaluation.evaluate import EVAL_PREPROCESSING, _precheck_files, evaluate_dataset, write_predictions
 
@@ -38,15 +39,8 @@ SUITES: dict[str, dict[str, tuple[str, ...]]] = {
     "cross": {"required": ("spaq", "kadid10k", "agiqa3k"), "optional": ("livec",)},
 }
 
-#: Display name and kind of each dataset, for the table.
-DATASETS: dict[str, tuple[str, str]] = {
-    "spaq": ("SPAQ", "smartphone photos"),
-    "kadid10k": ("KADID-10K", "synthetic distortions"),
-    "agiqa3k": ("AGIQA-3K", "AI-generated"),
-    "livec": ("LIVE-C", "authentic distortions"),
-    "koniq10k": ("KonIQ-10k", "in-the-wild photos"),
-    "tid2013": ("TID2013", "synthetic distortions"),
-}
+#: Display name and kind of each dataset, for the table (from each dataset's spec in swiniqa.data).
+DATASETS: dict[str, tuple[str, str]] = display_table()
 
 #: The study's cross-dataset numbers (REFERENCE_RESULTS.md, trained on KonIQ-10k, no colour jitter):
 #: (SRCC, PLCC, images it evaluated). It used subsets of SPAQ and KADID-10K; this suite uses every image.
@@ -56,16 +50,12 @@ REFERENCE: dict[str, tuple[float, float, int]] = {
     "agiqa3k": (0.6484, 0.6830, 2982),
 }
 
-_ALIASES = {"spaq": "spaq", "kadid10k": "kadid10k", "kadid": "kadid10k", "agiqa3k": "agiqa3k", "agiqa": "agiqa3k",
-            "livec": "livec", "livechallenge": "livec", "challengedb": "livec", "challengedbrelease": "livec",
-            "koniq10k": "koniq10k", "koniq": "koniq10k", "tid2013": "tid2013", "tid": "tid2013"}
 _PER_DATASET_KEYS = ("resize", "resize_short", "patches")
 
 
 def canonical_name(key: str) -> str:
     """Reader name for a roots-file key (``KADID-10K`` -> ``kadid10k``); unknown keys are kept lower-case."""
-    k = "".join(ch for ch in str(key).lower() if ch.isalnum())
-    return _ALIASES.get(k, str(key).lower())
+    return _canonical(str(key)) or str(key).lower()
 
 
 def load_roots(roots: Union[str, os.PathLike, dict[str, Any]]) -> dict[str, dict[str, Any]]:

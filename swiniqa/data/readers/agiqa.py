@@ -18,7 +18,8 @@ LABELS = "data.csv"
 IMAGE_DIRS = ("images", "Images", "image", "imgs", "")
 
 
-@register_reader("agiqa3k")
+@register_reader("agiqa3k", display_name="AGIQA-3K", kind="AI-generated", aliases=("agiqa",),
+                 score_range={"mos_quality": (0.0, 5.0)})
 def read_agiqa(root: Optional[str], image_dir: Optional[str] = None, score_column: str = "mos_quality",
                **_: object) -> DatasetInfo:
     base = dataset_root(root, "agiqa3k", f"{LABELS} and the images")

@@ -13,11 +13,13 @@ import csv
 import io
 import math
 import os
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable, Iterator, Optional, Union
 
 from swiniqa.data.records import DatasetInfo, Record, register_reader
 from swiniqa.errors import DataError
+from swiniqa.parsing import parse_bool
 
 IMAGE_COLUMNS = ("image_name", "image", "name", "file", "filename", "path", "dist_img")
 SCORE_COLUMNS = ("MOS", "mos", "score", "dmos", "mos_zscore", "quality")
@@ -72,6 +74,37 @@ def parse_score(raw: object, file: Union[str, Path], where: str, column: str) ->
     if not math.isfinite(value):
         raise DataError(f"{file} {where}: {column} is {text}; scores must be finite numbers")
     return value
+
+
+class LabelErrors(DataError):
+    """Every bad row of a label file (not only the first), so ``data check`` can name each one."""
+
+    def __init__(self, file: Union[str, Path], problems: list[str]):
+        self.file, self.problems = str(file), list(problems)
+        shown = "; ".join(self.problems[:3])
+        more = f"; ... and {len(self.problems) - 3} more (run `swiniqa data check` to list them)" \
+            if len(self.problems) > 3 else ""
+        super().__init__(f"{len(self.problems)} label problem(s) in {file}: {shown}{more}")
+
+
+class RowProblems:
+    """Collects the DataError of each bad row (``with problems.row(): ...``), then raises them together."""
+
+    def __init__(self, file: Union[str, Path]):
+        self.file, self.items = file, []
+
+    @contextmanager
+    def row(self) -> Iterator[None]:
+        try:
+            yield
+        except LabelErrors:
+            raise
+        except DataError as e:
+            self.items.append(str(e))
+
+    def raise_if_any(self) -> None:
+        if self.items:
+            raise LabelErrors(self.file, self.items)
 
 
 class NameChecker:
@@ -169,14 +202,8 @@ def case_resolver(folder: Path):
 
 
 def as_bool(value: object, option: str) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("1", "true", "yes", "y", "on"):
-        return True
-    if text in ("0", "false", "no", "n", "off"):
-        return False
-    raise DataError(f"option {option}={value!r} is not true/false")
+    """A reader option's boolean (shared spellings of :func:`swiniqa.parsing.parse_bool`)."""
+    return parse_bool(value, f"option {option}", DataError)
 
 
 # ----------------------------------------------------------------------------- generic csv reader
@@ -184,7 +211,7 @@ def as_bool(value: object, option: str) -> bool:
 def _pick(header: list[str], wanted: Optional[str], candidates: tuple[str, ...], path: Path, what: str,
           option: str) -> int:
     if wanted:
-        return column_index(header, wanted, path, f"; fix {option}=")
+        return column_index(header, wanted, path, f"; fix {option}")
     low = [h.lower() for h in header]
     for c in candidates:
         if c in header:
@@ -192,77 +219,85 @@ def _pick(header: list[str], wanted: Optional[str], candidates: tuple[str, ...],
     for c in candidates:
         if c.lower() in low:
             return low.index(c.lower())
-    raise DataError(f"{path} line 1: no {what} column among {header}; name it with {option}=COLUMN "
+    raise DataError(f"{path} line 1: no {what} column among {header}; name it with {option} COLUMN "
                     f"(auto-detected names: {', '.join(dict.fromkeys(c.lower() for c in candidates))})")
 
 
-@register_reader("csv")
+@register_reader("csv", display_name="CSV", kind="image folder + label CSV")
 def read_csv_dataset(root: Optional[str] = None, labels: Optional[str] = None, images: Optional[str] = None,
                      image_col: Optional[str] = None, score_col: Optional[str] = None,
                      higher_is_better: Union[bool, str] = True, group_col: Optional[str] = None,
                      name: str = "csv", **_: object) -> DatasetInfo:
     """Any image folder plus a label CSV.
 
-    ``labels``/``images`` are relative to ``root`` (or absolute). Without ``labels`` the single
-    ``*.csv`` in ``root`` is used; without ``images``, ``root/images/`` if present, else ``root``.
-    ``group_col`` (auto: group/ref_img/reference/ref/source/content) names the content for splits;
-    without one each image is its own group.
+    ``labels``/``images`` are relative to ``root`` when a root is given, else to the current
+    directory (the CLI makes every path flag absolute first, so there they always mean the current
+    directory). Without ``labels`` the single ``*.csv`` in ``root`` is used; without ``images``,
+    ``root/images/`` if present, else the label file's folder. ``group_col`` (auto:
+    group/ref_img/reference/ref/source/content) names the content for splits; without one each image
+    is its own group.
     """
-    hib = as_bool(higher_is_better, "higher_is_better")
+    hib = as_bool(higher_is_better, "higher_is_better (--lower-is-better)")
     if root is None or str(root) == "":
         if not labels:
-            raise DataError("dataset csv needs a data root (--data-root) or labels=FILE: "
+            raise DataError("dataset csv needs --data-root DIR or --labels FILE: "
                             "an image folder plus a CSV with an image-name and a score column")
-        root = os.path.dirname(os.path.abspath(os.path.expanduser(str(labels))))
+        lab = Path(os.path.abspath(os.path.expanduser(str(labels))))
+        if not lab.is_file():
+            raise DataError(f"csv label file not found: {lab}; fix --labels FILE")
+        root = str(lab.parent)
     base = dataset_root(root, "csv", "the images and a label CSV")
     if labels:
         lab = Path(os.path.expanduser(str(labels)))
-        lab = lab if lab.is_absolute() else base / lab
-        lab = Path(os.path.abspath(lab))
+        lab = Path(os.path.abspath(lab if lab.is_absolute() else base / lab))
         if not lab.is_file():
-            raise DataError(f"csv label file not found: {lab}; fix labels=FILE")
+            raise DataError(f"csv label file not found: {lab}; fix --labels FILE")
     else:
         found = sorted(p for p in base.glob("*.csv") if p.is_file())
         if len(found) != 1:
             listed = f" ({', '.join(p.name for p in found)})" if found else ""
-            raise DataError(f"csv dataset {base}: found {len(found)} .csv files{listed}; name one with labels=FILE")
+            raise DataError(f"csv dataset {base}: found {len(found)} .csv files{listed}; name one with --labels FILE")
         lab = found[0]
     if images:
         img_dir = Path(os.path.expanduser(str(images)))
         img_dir = Path(os.path.abspath(img_dir if img_dir.is_absolute() else base / img_dir))
         if not img_dir.is_dir():
-            raise DataError(f"csv image folder not found: {img_dir}; fix images=DIR")
+            raise DataError(f"csv image folder not found: {img_dir}; fix --images DIR")
     else:
         img_dir = base / "images" if (base / "images").is_dir() else base
 
     header, rows = read_table(lab)
-    i_img = _pick(header, image_col, IMAGE_COLUMNS, lab, "image-name", "image_col")
-    i_score = _pick(header, score_col, SCORE_COLUMNS, lab, "score", "score_col")
+    i_img = _pick(header, image_col, IMAGE_COLUMNS, lab, "image-name", "--image-col")
+    i_score = _pick(header, score_col, SCORE_COLUMNS, lab, "score", "--score-col")
     if i_img == i_score:
-        raise DataError(f"{lab} line 1: image and score column are both {header[i_img]!r}; set image_col/score_col")
+        raise DataError(f"{lab} line 1: image and score column are both {header[i_img]!r}; "
+                        "set --image-col and --score-col")
     i_group = None
     if group_col:
-        i_group = column_index(header, group_col, lab, "; fix group_col=")
+        i_group = column_index(header, group_col, lab, "; fix --group-col")
     else:
         low = [h.lower() for h in header]
         i_group = next((low.index(c) for c in GROUP_COLUMNS if c in low), None)
     names = NameChecker(lab, header[i_img])
     sign = 1.0 if hib else -1.0
     records = []
+    problems = RowProblems(lab)
     for line, cells in rows:
         where = f"line {line}"
-        img = names(cell(cells, i_img), where)
-        score = parse_score(cell(cells, i_score), lab, where, header[i_score])
-        group = cell(cells, i_group).strip() if i_group is not None else ""
-        records.append(Record(os.path.abspath(os.path.join(img_dir, img)), sign * score, group or img))
+        with problems.row():
+            img = names(cell(cells, i_img), where)
+            score = parse_score(cell(cells, i_score), lab, where, header[i_score])
+            group = cell(cells, i_group).strip() if i_group is not None else ""
+            records.append(Record(os.path.abspath(os.path.join(img_dir, img)), sign * score, group or img))
+    problems.raise_if_any()
     if not records:
         raise DataError(f"{lab} has a header but no rows; expected one row per image")
     notes = [f"labels {lab}, images {img_dir}, image column {header[i_img]!r}, score column {header[i_score]!r}"]
     if not hib:
         notes.append(f"{header[i_score]} is lower-is-better: scores negated so higher = better")
-    elif header[i_score].lower() == "dmos" and not score_col:
-        notes.append("column dmos taken as higher = better (true for KADID-10k); pass higher_is_better=False "
-                     "for DMOS where lower is better (LIVE, CSIQ)")
+    elif "dmos" in header[i_score].lower():
+        notes.append(f"column {header[i_score]} taken as higher = better (true for KADID-10k); pass "
+                     "--lower-is-better for a DMOS where lower is better (LIVE, CSIQ), else SRCC comes out negative")
     if i_group is not None:
         notes.append(f"content groups from column {header[i_group]!r}")
     return DatasetInfo(str(name or "csv"), str(base), records, score_column=header[i_score],

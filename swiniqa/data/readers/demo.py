@@ -11,7 +11,7 @@ from swiniqa.data.records import DatasetInfo, Record, register_reader
 from swiniqa.errors import DataError
 
 
-@register_reader("demo")
+@register_reader("demo", display_name="demo", kind="generated (blur/noise tiles)", score_range={"mos": (1.0, 5.0)})
 def read_demo(root: Optional[str] = None, **_: object) -> DatasetInfo:
     base = Path(root) if root else write_demo()
     labels = base / "labels.csv"

@@ -17,7 +17,8 @@ from swiniqa.errors import DataError
 LABELS = "dmos.csv"
 
 
-@register_reader("kadid10k")
+@register_reader("kadid10k", display_name="KADID-10K", kind="synthetic distortions", aliases=("kadid",),
+                 score_range={"dmos": (1.0, 5.0)})
 def read_kadid(root: Optional[str], image_dir: Optional[str] = None, **_: object) -> DatasetInfo:
     base = dataset_root(root, "kadid10k", f"images/ and {LABELS}")
     labels = require_file(base / LABELS, "KADID-10k", "label file")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-from swiniqa.data.readers.csv_reader import (NameChecker, cell, column_index, dataset_root, find_dir, parse_score,
+from swiniqa.data.readers.csv_reader import (NameChecker, RowProblems, cell, column_index, dataset_root, find_dir, parse_score,
                                              read_table, require_file)
 from swiniqa.data.records import DatasetInfo, Record, register_reader
 from swiniqa.errors import DataError
@@ -19,7 +19,8 @@ SETS = "koniq10k_distributions_sets.csv"
 _SET_NAMES = {"training": "train", "train": "train", "validation": "val", "val": "val", "test": "test"}
 
 
-@register_reader("koniq10k")
+@register_reader("koniq10k", display_name="KonIQ-10k", kind="in-the-wild photos", aliases=("koniq",),
+                 score_range={"MOS_zscore": (0.0, 100.0), "MOS": (1.0, 5.0)})
 def read_koniq(root: Optional[str], score_column: str = "MOS_zscore", image_dir: Optional[str] = None,
                **_: object) -> DatasetInfo:
     base = dataset_root(root, "koniq10k", LABELS)
@@ -30,11 +31,14 @@ def read_koniq(root: Optional[str], score_column: str = "MOS_zscore", image_dir:
     i_score = column_index(header, score_column, labels, " (use score_column=MOS or MOS_zscore)")
     names = NameChecker(labels, "image_name")
     records = []
+    problems = RowProblems(labels)
     for line, cells in rows:
         where = f"line {line}"
-        name = names(cell(cells, i_name), where)
-        score = parse_score(cell(cells, i_score), labels, where, score_column)
-        records.append(Record(str(img_dir / name), score, name))
+        with problems.row():
+            name = names(cell(cells, i_name), where)
+            score = parse_score(cell(cells, i_score), labels, where, score_column)
+            records.append(Record(str(img_dir / name), score, name))
+    problems.raise_if_any()
     if not records:
         raise DataError(f"{labels} lists no images; expected one row per image after the header")
     split = None

@@ -50,7 +50,9 @@ def _cell_str(x) -> Optional[str]:
     return None if x is None else str(x)
 
 
-@register_reader("livec")
+@register_reader("livec", display_name="LIVE-C", kind="authentic distortions",
+                 aliases=("livechallenge", "challengedb", "challengedbrelease"),
+                 score_range={"AllMOS_release": (0.0, 100.0)})
 def read_livec(root: Optional[str], image_dir: Optional[str] = None, skip_training: bool = True,
                **_: object) -> DatasetInfo:
     base = dataset_root(root, "livec", "Data/AllImages_release.mat, Data/AllMOS_release.mat and Images/")

@@ -35,7 +35,11 @@ def read_xlsx_first_sheet(path) -> list[tuple]:
         wb.close()
 
 
-@register_reader("spaq")
+@register_reader("spaq", display_name="SPAQ", kind="smartphone photos", score_range={"MOS": (0.0, 100.0)},
+                 # Full-resolution smartphone photos, landscape and portrait: a fixed (384, 512) resize would
+                 # squash portraits and the native size would make a 224 crop a tiny texture patch; scaling
+                 # the shorter side to 512 keeps the aspect ratio (the SPAQ authors' own Resize(512)).
+                 eval_preprocessing={"resize": None, "resize_short": 512})
 def read_spaq(root: Optional[str], image_dir: Optional[str] = None, score_column: str = SCORE_COL,
               **_: object) -> DatasetInfo:
     base = dataset_root(root, "spaq", f"TestImage/ and {LABELS}")

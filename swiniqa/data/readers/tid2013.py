@@ -19,7 +19,8 @@ LABELS = "mos_with_names.txt"
 _REF = re.compile(r"^i(\d+)_", re.IGNORECASE)
 
 
-@register_reader("tid2013")
+@register_reader("tid2013", display_name="TID2013", kind="synthetic distortions", aliases=("tid",),
+                 score_range={"MOS": (0.0, 9.0)})
 def read_tid2013(root: Optional[str], image_dir: Optional[str] = None, **_: object) -> DatasetInfo:
     base = dataset_root(root, "tid2013", f"distorted_images/ and {LABELS}")
     labels = require_file(base / LABELS, "TID2013", "label file")

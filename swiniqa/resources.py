@@ -1,0 +1,105 @@
+"""Can the Ray cluster hold the workers a run asks for? Refuse at once locally; say so while waiting on a cluster.
+
+Ray Train waits silently, forever, for a placement group that does not fit: ``--num-workers 4`` on a
+2-CPU machine printed nothing for minutes. On a local Ray nothing will ever add resources, so a run
+that does not fit is a user error with the numbers. On a cluster (``RAY_ADDRESS``) the autoscaler may
+add nodes, so the run waits, and a line saying what it asked and what the cluster has is logged now and
+every ``interval_s`` until the resources are free.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from typing import Any, Optional
+
+from swiniqa.errors import SwiniqaError
+
+log = logging.getLogger("swiniqa.resources")
+
+
+def worker_needs(num_workers: int, cpus_per_worker: float, use_gpu: bool) -> dict[str, float]:
+    """Total resources of a run's Train workers: ``{"CPU": n x cpus[, "GPU": n]}``."""
+    need = {"CPU": float(num_workers) * float(cpus_per_worker)}
+    if use_gpu:
+        need["GPU"] = float(num_workers)
+    return need
+
+
+def _short(need: dict[str, float]) -> str:
+    return " + ".join(f"{v:g} {k}" for k, v in need.items())
+
+
+def shortfall(need: dict[str, float], have: dict[str, Any]) -> dict[str, float]:
+    """Resources in ``need`` that ``have`` lacks (empty when the run fits)."""
+    return {k: v for k, v in need.items() if float(have.get(k, 0.0)) + 1e-9 < v}
+
+
+def require_resources(num_workers: int, cpus_per_worker: float, use_gpu: bool, *,
+                      cluster: Optional[bool] = None, interval_s: float = 30.0) -> Optional[threading.Thread]:
+    """Refuse (local Ray) or announce the wait (cluster) when the workers do not fit now.
+
+    Args:
+        num_workers: Train workers of the run.
+        cpus_per_worker: CPUs each worker asks for (already derived).
+        use_gpu: one GPU per worker.
+        cluster: True when connected to a cluster (default: ``RAY_ADDRESS`` is set).
+        interval_s: seconds between "still waiting" lines on a cluster.
+    Returns:
+        the daemon thread logging the waiting line (cluster, resources short now), else None.
+    Raises:
+        SwiniqaError: on a local Ray whose total resources cannot hold the workers, with the numbers.
+    """
+    import ray
+
+    need = worker_needs(num_workers, cpus_per_worker, use_gpu)
+    total = ray.cluster_resources()
+    cluster = bool(os.environ.get("RAY_ADDRESS")) if cluster is None else cluster
+    short = shortfall(need, total)
+    if short and not cluster:
+        have = ", ".join(f"{float(total.get(k, 0.0)):g} {k}" for k in need)
+        fixes = []
+        if "CPU" in short:
+            fit = int(float(total.get("CPU", 0.0)) // max(cpus_per_worker, 1e-9))
+            fixes.append(f"--num-workers {max(fit, 1)}" if fit >= 1 else "fewer CPUs per worker")
+            fixes.append(f"--set cpus_per_worker={float(total.get('CPU', 0.0)) / num_workers:g}")
+        if "GPU" in short:
+            fixes = [f"--num-workers {int(float(total.get('GPU', 0.0)))}" if total.get("GPU") else "drop --gpu"]
+        raise SwiniqaError(f"{num_workers} worker(s) x {cpus_per_worker:g} CPU{' + 1 GPU' if use_gpu else ''} "
+                           f"need {_short(need)} but this machine has {have}; use {' or '.join(fixes)}")
+    if not shortfall(need, ray.available_resources()):
+        return None
+    return _watch(need, interval_s)
+
+
+def _watch(need: dict[str, float], interval_s: float) -> threading.Thread:
+    """Log the waiting line now and every ``interval_s`` until the cluster has ``need`` free."""
+    import ray
+
+    stop = threading.Event()
+
+    def line() -> bool:
+        try:
+            free, total = ray.available_resources(), ray.cluster_resources()
+        except Exception:  # noqa: BLE001 - Ray shut down: nothing left to wait for
+            return False
+        if not shortfall(need, free):
+            return False
+        has = ", ".join(f"{float(free.get(k, 0.0)):g} of {float(total.get(k, 0.0)):g} {k} free" for k in need)
+        log.warning("waiting for resources: the run asks for %s; the cluster has %s (the autoscaler may add "
+                    "nodes; Ctrl-C to give up)", _short(need), has)
+        return True
+
+    def run() -> None:
+        while not stop.wait(interval_s) and line():
+            pass
+
+    line()
+    th = threading.Thread(target=run, name="swiniqa-resource-wait", daemon=True)
+    th.stop = stop  # type: ignore[attr-defined]
+    th.start()
+    return th
+
+
+__all__ = ["require_resources", "worker_needs", "shortfall"]

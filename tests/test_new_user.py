@@ -1,0 +1,339 @@
+"""What a new user trips on (issue #11): each item's reproduction, made small. No Ray starts here."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from swiniqa.cli import main
+from swiniqa.errors import ConfigError, SwiniqaError
+
+sys.path.insert(0, os.path.dirname(__file__))
+from test_dataset_interface import make_csv_dataset  # noqa: E402
+
+
+def _last_json(capsys) -> tuple[dict, str]:
+    out = capsys.readouterr()
+    return json.loads(out.out.strip().splitlines()[-1]), out.err
+
+
+# ----------------------------------------------------------------------------- 1: relative paths
+def test_1_relative_labels_mean_the_current_directory(tmp_path, capsys, monkeypatch):
+    make_csv_dataset(tmp_path / "data" / "good")
+    monkeypatch.chdir(tmp_path / "data")
+    rc = main(["data", "check", "--dataset", "csv", "--labels", "good/labels.csv", "--images", "good/images",
+               "--patch-size", "32", "--json"])
+    rep, err = _last_json(capsys)
+    assert rc == 0, err
+    assert rep["images"] == 8 and rep["root"] == str(tmp_path / "data" / "good")
+
+
+def test_1_relative_data_root_from_another_folder(tmp_path, capsys, monkeypatch):
+    make_csv_dataset(tmp_path / "data" / "good")
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    assert main(["data", "check", "--dataset", "csv", "--data-root", "../data/good", "--labels",
+                 "../data/good/labels.csv", "--patch-size", "32", "--json"]) == 0
+    assert _last_json(capsys)[0]["images"] == 8
+
+
+# ----------------------------------------------------------------------------- 3: resources
+def test_3_local_ray_refuses_workers_beyond_the_machine(monkeypatch):
+    import ray
+
+    from swiniqa.resources import require_resources
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 2.0})
+    monkeypatch.setattr(ray, "available_resources", lambda: {"CPU": 2.0})
+    with pytest.raises(SwiniqaError, match=r"4 worker\(s\) x 1 CPU need 4 CPU but this machine has 2 CPU; "
+                                           r"use --num-workers 2"):
+        require_resources(4, 1.0, False)
+    with pytest.raises(SwiniqaError, match=r"need 2 CPU \+ 2 GPU but this machine has 2 CPU, 0 GPU"):
+        require_resources(2, 1.0, True)
+    assert require_resources(2, 1.0, False) is None
+
+
+def test_3_cluster_run_keeps_printing_that_it_waits(monkeypatch, caplog):
+    import ray
+
+    from swiniqa.resources import require_resources
+
+    free = {"CPU": 1.0}
+    monkeypatch.setenv("RAY_ADDRESS", "ray://head:10001")
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 2.0})
+    monkeypatch.setattr(ray, "available_resources", lambda: dict(free))
+    with caplog.at_level(logging.WARNING, logger="swiniqa.resources"):
+        th = require_resources(8, 1.0, False, interval_s=0.05)
+        assert th is not None
+        import time
+
+        time.sleep(0.3)
+        free["CPU"] = 8.0  # the autoscaler added nodes: the line stops
+        th.join(2)
+    lines = [r.getMessage() for r in caplog.records if "waiting for resources" in r.getMessage()]
+    assert len(lines) >= 3 and "asks for 8 CPU" in lines[0] and "1 of 2 CPU free" in lines[0]
+    assert not th.is_alive()
+
+
+# ----------------------------------------------------------------------------- 5: tiny epochs still step
+def test_5_epoch_with_fewer_patches_than_a_batch_makes_one_step(tmp_path):
+    from swiniqa.data.loader import ImageCache, TrainPatches
+    from swiniqa.data.records import read_dataset
+
+    make_csv_dataset(tmp_path / "d", n=3, size=(40, 40))
+    info = read_dataset("csv", str(tmp_path / "d"))
+    tp = TrainPatches(info.records, patch_size=32, patches_per_image=2, batch_size=32, seed=0,
+                      cache=ImageCache(None, None, 32), threads=1)
+    batches = list(tp.epoch(1))
+    assert len(tp) == 1 and len(batches) == 1 and batches[0][0].shape == (6, 3, 32, 32)
+    big = TrainPatches(info.records * 20, patch_size=32, patches_per_image=2, batch_size=32, seed=0,
+                       cache=ImageCache(None, None, 32), threads=1)
+    assert [b[0].shape[0] for b in big.epoch(1)] == [32] * 3  # full batches only, as before
+
+
+# ----------------------------------------------------------------------------- 6: outputs checked first
+def test_6_eval_predictions_path_is_checked_before_any_work(tmp_path, capsys):
+    make_csv_dataset(tmp_path / "d")
+    (tmp_path / "afile").write_text("x")
+    for bad, why in ((tmp_path / "afile" / "p.csv", "afile is a file"), (tmp_path, "is a folder")):
+        rc = main(["eval", "--checkpoint", str(tmp_path / "no-such-ckpt"), "--dataset", "csv", "--data-root",
+                   str(tmp_path / "d"), "--predictions", str(bad)])
+        err = capsys.readouterr().err
+        assert rc == 2 and "--predictions" in err and why in err and "no-such-ckpt" not in err
+
+
+# ----------------------------------------------------------------------------- 8: global flags anywhere
+@pytest.mark.parametrize("argv", [["--debug", "config", "--preset", "demo", "--json"],
+                                  ["config", "--preset", "demo", "--debug", "--json"],
+                                  ["--json", "config", "--preset", "demo", "--quiet"]])
+def test_8_debug_json_quiet_in_either_position(argv, capsys):
+    assert main(argv) == 0
+    assert _last_json(capsys)[0]["dataset"] == "demo"
+
+
+def test_8_every_verb_takes_the_global_flags():
+    from swiniqa.cli import build_parser
+
+    p = build_parser()
+    for verb in (["train"], ["config"], ["data", "check"], ["data", "demo"], ["pull", "x", "--dest", "y"],
+                 ["eval", "--checkpoint", "c"], ["predict", "--checkpoint", "c", "a.jpg"], ["tune", "lr"],
+                 ["report", "e"], ["complexity"], ["import-weights", "f", "--out", "o"]):
+        a = p.parse_args([*verb, "--debug", "--json", "--quiet"])
+        assert a.debug and a.json and a.quiet
+
+
+# ----------------------------------------------------------------------------- 9: user errors, not internal
+def test_9_data_demo_out_a_file_is_a_user_error_and_leaves_nothing(tmp_path, capsys):
+    f = tmp_path / "afile"
+    f.write_text("x")
+    assert main(["data", "demo", "--out", str(f)]) == 2
+    err = capsys.readouterr().err
+    assert "is a file" in err and "internal error" not in err
+    assert sorted(os.listdir(tmp_path)) == ["afile"]
+
+
+def test_9_data_demo_on_a_failing_file_system_removes_its_temp_folder(tmp_path, capsys, monkeypatch):
+    from swiniqa.data import demo
+
+    def full(tmp, progress):
+        (tmp / "images").mkdir()
+        (tmp / "images" / "x.png").write_bytes(b"x" * 100)
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(demo, "_generate", full)
+    assert main(["data", "demo", "--out", str(tmp_path / "demo")]) == 2
+    err = capsys.readouterr().err
+    assert "No space left on device" in err and "internal error" not in err
+    assert os.listdir(tmp_path) == []
+
+
+def test_9_non_utf8_config_file_is_a_user_error(tmp_path, capsys):
+    y = tmp_path / "c.yaml"
+    y.write_bytes(b"lr: 1e-3\nname: caf\xe9\n")
+    assert main(["config", "--config", str(y)]) == 2
+    err = capsys.readouterr().err
+    assert "not UTF-8" in err and "internal error" not in err
+
+
+def test_9_pull_into_an_unwritable_dest_is_a_user_error_and_leaves_nothing(tmp_path, capsys, monkeypatch):
+    import tempfile
+
+    import torch
+
+    from swiniqa.config import preset
+    from swiniqa.training.checkpoint import write_checkpoint
+
+    write_checkpoint(tmp_path / "run" / "checkpoint_epoch0001", {"w": torch.zeros(3)}, preset("demo"),
+                     {"epoch": 1, "val_srcc": 0.5})
+
+    def ro(*a, **k):
+        raise OSError(30, "Read-only file system")
+
+    monkeypatch.setattr(tempfile, "mkdtemp", ro)
+    assert main(["pull", str(tmp_path / "run"), "--dest", str(tmp_path / "dest")]) == 2
+    err = capsys.readouterr().err
+    assert "Read-only file system" in err and "--dest" in err and "internal error" not in err
+    assert not (tmp_path / "dest").exists()
+
+
+# ----------------------------------------------------------------------------- 10: notes shown
+def test_10_dmos_direction_note_is_shown_by_data_check_and_eval(tmp_path, capsys):
+    make_csv_dataset(tmp_path / "d", column="dmos")
+    assert main(["data", "check", "--dataset", "csv", "--data-root", str(tmp_path / "d"), "--score-col", "dmos",
+                 "--patch-size", "32"]) == 0
+    assert "--lower-is-better" in capsys.readouterr().out
+    from swiniqa.training.checkpoint import write_checkpoint
+    from test_evaluation import _checkpoint
+
+    ck = _checkpoint(tmp_path / "ck")
+    assert main(["eval", "--checkpoint", str(ck), "--dataset", "csv", "--data-root", str(tmp_path / "d"),
+                 "--patches", "1"]) == 0
+    err = capsys.readouterr().err
+    assert "note: column dmos taken as higher = better" in err
+
+
+def test_10_train_prints_skipped_images_and_reader_notes(monkeypatch, capsys, tmp_path):
+    import swiniqa.training.trainer as trainer
+
+    def fake_run(cfg, progress=True, **_):
+        return {"srcc": 0.5, "plcc": 0.5, "best_epoch": 1, "checkpoint": "c", "tensorboard": "t",
+                "data": {"skipped": ["/d/broken.jpg"], "notes": ["2 images are scaled up"]}}
+
+    monkeypatch.setattr(trainer, "run_training", fake_run)
+    assert main(["train", "--preset", "demo", "--output", str(tmp_path)]) == 0
+    err = capsys.readouterr().err
+    assert "skipped 1 unreadable image(s)" in err and "/d/broken.jpg" in err and "scaled up" in err
+
+
+# ----------------------------------------------------------------------------- 11: smaller ones
+@pytest.mark.parametrize("kv", ["lr=inf", "weight_decay=nan", "grad_clip=nan", "lr_ratio=inf"])
+def test_11_non_finite_numbers_are_refused(kv, capsys):
+    assert main(["config", "--preset", "demo", "--set", kv]) == 2
+    assert "finite" in capsys.readouterr().err
+
+
+def test_11_yaml_error_names_line_and_column(tmp_path):
+    from swiniqa.config import load_file
+
+    y = tmp_path / "c.yaml"
+    y.write_text("lr: 1e-3\nepochs: [1, 2\nseed: 3\n")
+    with pytest.raises(ConfigError, match=r"c\.yaml line 3 column 5"):
+        load_file(y)
+    j = tmp_path / "c.json"
+    j.write_text('{"lr": 1e-3,\n "epochs": }\n')
+    with pytest.raises(ConfigError, match=r"c\.json line 2 column 12"):
+        load_file(j)
+
+
+def test_11_version():
+    r = subprocess.run([sys.executable, "-m", "swiniqa.cli", "--version"], capture_output=True, text=True)
+    from swiniqa import __version__
+
+    assert r.returncode == 0 and r.stdout.strip() == f"swiniqa {__version__}"
+
+
+def test_11_data_check_lists_every_label_problem_with_exit_1(tmp_path, capsys):
+    make_csv_dataset(tmp_path / "d", extra="bad1.png,oops,g\nbad2.png,,g\nim0.png,3,g\n")
+    assert main(["data", "check", "--dataset", "csv", "--data-root", str(tmp_path / "d"), "--json"]) == 1
+    rep, _ = _last_json(capsys)
+    whys = " | ".join(e["why"] for e in rep["errors"])
+    assert len(rep["errors"]) == 3 and "'oops', not a number" in whys and "is empty" in whys and "again" in whys
+
+
+def test_11_eval_hint_for_a_remote_checkpoint_has_dest(capsys):
+    assert main(["eval", "--checkpoint", "s3://bucket/exp", "--dataset", "demo"]) == 2
+    assert "swiniqa pull s3://bucket/exp --dest DEST" in capsys.readouterr().err
+
+
+def test_11_huge_image_is_refused_by_name_and_allowed_by_the_key(tmp_path, recwarn):
+    from swiniqa.data import images
+
+    p = tmp_path / "big.png"
+    Image.new("RGB", (300, 200)).save(p)
+    old = images._max_pixels
+    try:
+        images.set_max_image_pixels(50_000)
+        with pytest.raises(Exception, match=r"300x200 = 0.1 MP is above max_image_pixels=50000.*"
+                                            r"--max-image-pixels 60000"):
+            images.decode_image(str(p))
+        images.set_max_image_pixels(60_000)
+        assert images.decode_image(str(p))[1] == (300, 200)
+    finally:
+        images.set_max_image_pixels(old)
+    assert not [w for w in recwarn if "DecompressionBomb" in type(w.message).__name__]
+
+
+def test_11_pull_json_has_checkpoints(tmp_path, capsys):
+    import torch
+
+    from swiniqa.config import preset
+    from swiniqa.training.checkpoint import write_checkpoint
+
+    write_checkpoint(tmp_path / "run" / "checkpoint_epoch0001", {"w": torch.zeros(3)}, preset("demo"),
+                     {"epoch": 1, "val_srcc": 0.5})
+    assert main(["pull", str(tmp_path / "run"), "--dest", str(tmp_path / "dest"), "--json"]) == 0
+    res, _ = _last_json(capsys)
+    assert res["checkpoints"][0]["checkpoint"] == str(tmp_path / "dest" / "best") and "pulled" not in res
+
+
+def test_11_help_texts_describe_the_flags(capsys):
+    from swiniqa.cli import build_parser
+
+    p = build_parser()
+    assert "internal" not in p.format_help() and "parses arguments" not in p.format_help()
+    for verb in (["train"], ["data", "check"], ["data", "demo"], ["eval"], ["predict"], ["import-weights"]):
+        with pytest.raises(SystemExit):
+            p.parse_args([*verb, "--help"])
+        text = capsys.readouterr().out
+        for flag in ("--dataset", "--data-root", "--model-size", "--backbone", "--out"):
+            if flag in text:
+                line = text[text.index(flag):].split("\n\n")[0]
+                assert len(line.split()) > 3, (verb, flag)  # a description follows the flag
+    with pytest.raises(SystemExit):
+        p.parse_args(["import-weights", "--help"])
+    iw = capsys.readouterr().out
+    assert "--epochs" not in iw and "--num-workers" not in iw and "--model-size" in iw
+
+
+# ----------------------------------------------------------------------------- 4 (pull's side)
+def test_4_pull_skips_a_truncated_checkpoint_by_name_and_takes_the_next(tmp_path, capsys):
+    import torch
+
+    from swiniqa.config import preset
+    from swiniqa.training.checkpoint import write_checkpoint
+
+    good = write_checkpoint(tmp_path / "run" / "checkpoint_epoch0001", {"w": torch.zeros(300)}, preset("demo"),
+                            {"epoch": 1, "val_srcc": 0.5})
+    bad = write_checkpoint(tmp_path / "run" / "checkpoint_epoch0002", {"w": torch.zeros(300)}, preset("demo"),
+                           {"epoch": 2, "val_srcc": 0.9})
+    w = Path(bad) / "model.safetensors"
+    w.write_bytes(w.read_bytes()[:-100])
+    assert main(["pull", str(tmp_path / "run"), "--dest", str(tmp_path / "dest"), "--json"]) == 0
+    res, err = _last_json(capsys)
+    assert res["checkpoints"][0]["name"].endswith("checkpoint_epoch0001")
+    assert "incomplete checkpoint" in err and "checkpoint_epoch0002" in err and "truncated" in err
+    assert os.listdir(tmp_path / "dest") == ["best"]
+    assert Path(good).is_dir()
+
+
+def test_4_pull_of_only_incomplete_checkpoints_fails_and_leaves_no_dest(tmp_path, capsys):
+    import torch
+
+    from swiniqa.config import preset
+    from swiniqa.training.checkpoint import write_checkpoint
+
+    bad = write_checkpoint(tmp_path / "run" / "checkpoint_epoch0001", {"w": torch.zeros(3)}, preset("demo"),
+                           {"epoch": 1, "val_srcc": 0.5})
+    (Path(bad) / "config.json").write_text("")  # a full disk left it empty
+    assert main(["pull", str(tmp_path / "run"), "--dest", str(tmp_path / "dest")]) == 2
+    err = capsys.readouterr().err
+    assert "incomplete" in err and "config.json" in err and "internal error" not in err
+    assert not (tmp_path / "dest").exists()
