@@ -201,7 +201,7 @@ def test_small_sweep_report_resume_and_posthoc(ray_session, demo_root, tmp_path,
 
     assert main(["pull", exp, "--dest", str(tmp_path / "best"), "--json"]) == 0
     pulled = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert pulled["pulled"][0]["source"].rstrip("/").endswith(
+    assert pulled["checkpoints"][0]["source"].rstrip("/").endswith(
         os.path.relpath(s["best"]["checkpoint"], exp).replace(os.sep, "/"))
     assert os.path.isfile(os.path.join(pulled["checkpoint"], "model.safetensors"))
     assert pulled["srcc"] == pytest.approx(max(r["val_srcc"] for r in rows))
