@@ -25,7 +25,8 @@ BACKBONE_CHOICES = "swin (default), resnet50 (original HyperIQA), resnet18, resn
 #: Dataset flags -> TrainConfig keys (same names): ``data check``, ``train``, ``tune``, ``eval``.
 DATASET_KEYS = ("dataset", "data_root", "labels", "images", "score_col", "image_col", "group_col",
                 "lower_is_better")
-#: Flags that are paths: made absolute against the current directory when parsed.
+#: Flags that are paths: made absolute against the current directory when parsed (in a config file:
+#: against the file's folder).
 PATH_KEYS = ("data_root", "labels", "images")
 #: Training flags -> TrainConfig keys.
 TRAIN_KEYS = ("epochs", "lr", "model_size", "backbone", "num_workers", "use_gpu", "seed", "max_failures",
@@ -180,12 +181,27 @@ def reader_options(args: argparse.Namespace) -> dict[str, Any]:
 
 def config_from_args(args: argparse.Namespace, default_preset: Optional[str] = "demo", keys=FLAG_KEYS):
     """Preset, then ``--config`` file, then flags, then ``--set`` (later wins)."""
-    from swiniqa.config import load_config, parse_set
+    from swiniqa.config import load_config, load_file, parse_set
 
     overrides: dict[str, Any] = flag_values(args, keys)
     overrides.update(parse_set(getattr(args, "set", []) or []))
     preset_name = args.preset or (None if args.config else default_preset)
-    return load_config(preset_name, args.config, overrides)
+    cfg = load_config(preset_name, None, None)
+    if args.config:
+        cfg = cfg.replace(**file_values(args.config, load_file(args.config)))
+    return cfg.replace(**overrides) if overrides else cfg
+
+
+def file_values(path: str, values: dict[str, Any]) -> dict[str, Any]:
+    """A config file's values with its relative dataset paths made relative to the file's folder
+    (as the suite's roots file does), so a config works from any current directory."""
+    base = os.path.dirname(os.path.abspath(os.path.expanduser(path)))
+    out = dict(values)
+    for k in PATH_KEYS:
+        v = out.get(k)
+        if isinstance(v, str) and v and "://" not in v and not os.path.isabs(os.path.expanduser(v)):
+            out[k] = os.path.join(base, v)
+    return out
 
 
 # --------------------------------------------------------------------------------------------- outputs

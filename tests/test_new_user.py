@@ -19,6 +19,13 @@ sys.path.insert(0, os.path.dirname(__file__))
 from test_dataset_interface import make_csv_dataset  # noqa: E402
 
 
+@pytest.fixture(autouse=True)
+def _no_debug_leak(monkeypatch):
+    """``main([... "--debug"])`` sets SWINIQA_DEBUG/SWINIQA_RAY_LOGS for Ray workers: undone after each test."""
+    for k in ("SWINIQA_DEBUG", "SWINIQA_RAY_LOGS", "SWINIQA_MAX_IMAGE_PIXELS"):
+        monkeypatch.setenv(k, "")
+
+
 def _last_json(capsys) -> tuple[dict, str]:
     out = capsys.readouterr()
     return json.loads(out.out.strip().splitlines()[-1]), out.err
@@ -337,3 +344,60 @@ def test_4_pull_of_only_incomplete_checkpoints_fails_and_leaves_no_dest(tmp_path
     err = capsys.readouterr().err
     assert "incomplete" in err and "config.json" in err and "internal error" not in err
     assert not (tmp_path / "dest").exists()
+
+
+# ----------------------------------------------------------------------------- the README's examples, as written
+def _readme_block(heading: str) -> list[str]:
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = text[text.index(heading):].split("```bash\n", 1)[1].split("```", 1)[0]
+    return [ln.split("  #")[0].split() for ln in block.splitlines() if ln.startswith("swiniqa ")]
+
+
+def test_readme_data_examples_run_as_written(tmp_path, capsys, monkeypatch):
+    """The csv lines of README's `swiniqa data` block, run as written from the folder holding the files,
+    and with the same relative paths from a sub-folder (``../``); `train` up to the point Ray would start."""
+    import swiniqa.training.trainer as trainer
+
+    make_csv_dataset(tmp_path / "w", n=12, size=(40, 40))
+    os.rename(tmp_path / "w" / "labels.csv", tmp_path / "w" / "scores.csv")
+    os.rename(tmp_path / "w" / "images", tmp_path / "w" / "imgs")
+    (tmp_path / "w" / "my.yaml").write_text("dataset: csv\nlabels: scores.csv\nimages: imgs\nscore_col: mos\n"
+                                            "model_size: nano\npatch_size: 32\nresize: none\n")
+    (tmp_path / "w" / "sub").mkdir()
+    lines = [argv for argv in _readme_block("### `swiniqa data`")
+             if "csv" in argv or "--config" in argv]
+    assert len(lines) == 3, lines
+
+    class RayWouldStart(Exception):
+        pass
+
+    def stop(*a, **k):
+        raise RayWouldStart
+
+    monkeypatch.setattr(trainer, "ensure_ray", stop)
+    for cwd, prefix in ((tmp_path / "w", ""), (tmp_path / "w" / "sub", "../")):
+        monkeypatch.chdir(cwd)
+        for argv in lines:
+            argv = [a if a.startswith("-") or a in ("csv", "mos", "demo", "data", "check", "train")
+                    else prefix + a for a in argv[1:]]
+            if argv[0] == "train":
+                with pytest.raises(RayWouldStart):
+                    main([*argv, "--output", str(tmp_path / "runs"), "--set", "patch_size=32", "--quiet", "--debug"])
+                continue
+            rc = main([*argv, "--json"])
+            out = capsys.readouterr()
+            assert rc == 0, (cwd, argv, out.err)
+            rep = json.loads(out.out.strip().splitlines()[-1])
+            assert rep["images"] == 12 and rep["root"] == str(tmp_path / "w"), rep
+
+
+def test_11_official_readers_name_every_bad_label_row(tmp_path):
+    from swiniqa.data.readers.csv_reader import LabelErrors
+    from swiniqa.data.records import read_dataset
+
+    (tmp_path / "distorted_images").mkdir()
+    (tmp_path / "mos_with_names.txt").write_text("5.1 i01_01_1.bmp\nabc i01_01_2.bmp\n4.0\n3.2 i01_01_1.bmp\n")
+    with pytest.raises(LabelErrors) as e:
+        read_dataset("tid2013", str(tmp_path))
+    assert len(e.value.problems) == 3
+    assert "line 2" in e.value.problems[0] and "line 3" in e.value.problems[1] and "again" in e.value.problems[2]

@@ -223,4 +223,5 @@ def read_config_dataset(cfg: Any) -> DatasetInfo:
 
 
 __all__ = ["Record", "DatasetInfo", "DatasetSpec", "DATASETS", "READERS", "register_reader", "dataset_spec",
-           "canonical_name", "read_dataset", "eval_preprocessing_table", "display_table", "read_config_dataset", "config_reader_options", "OPTION_KEYS"]
+           "canonical_name", "read_dataset", "eval_preprocessing_table", "display_table", "read_config_dataset",
+           "config_reader_options", "OPTION_KEYS"]

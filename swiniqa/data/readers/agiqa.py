@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Optional
 
-from swiniqa.data.readers.csv_reader import (NameChecker, cell, column_index, dataset_root, parse_score, read_table,
-                                             require_file)
+from swiniqa.data.readers.csv_reader import (NameChecker, RowProblems, cell, column_index, dataset_root,
+                                             parse_score, read_table, require_file)
 from swiniqa.data.records import DatasetInfo, Record, register_reader
 from swiniqa.errors import DataError
 
@@ -30,10 +30,13 @@ def read_agiqa(root: Optional[str], image_dir: Optional[str] = None, score_colum
     i_score = column_index(header, score_column, labels, hint)
     names = NameChecker(labels, "name")
     items = []
+    problems = RowProblems(labels)
     for line, cells in rows:
         where = f"line {line}"
-        name = names(cell(cells, i_name), where)
-        items.append((name, parse_score(cell(cells, i_score), labels, where, score_column)))
+        with problems.row():
+            name = names(cell(cells, i_name), where)
+            items.append((name, parse_score(cell(cells, i_score), labels, where, score_column)))
+    problems.raise_if_any()
     if not items:
         raise DataError(f"{labels}: header but no image rows")
     if image_dir:

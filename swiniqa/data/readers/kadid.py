@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Optional
 
-from swiniqa.data.readers.csv_reader import (NameChecker, cell, column_index, dataset_root, find_dir, parse_score,
-                                             read_table, require_file)
+from swiniqa.data.readers.csv_reader import (NameChecker, RowProblems, cell, column_index, dataset_root,
+                                             find_dir, parse_score, read_table, require_file)
 from swiniqa.data.records import DatasetInfo, Record, register_reader
 from swiniqa.errors import DataError
 
@@ -30,14 +30,17 @@ def read_kadid(root: Optional[str], image_dir: Optional[str] = None, **_: object
     i_dmos = column_index(header, "dmos", labels, hint)
     names = NameChecker(labels, "dist_img")
     records = []
+    problems = RowProblems(labels)
     for line, cells in rows:
         where = f"line {line}"
-        name = names(cell(cells, i_dist), where)
-        ref = cell(cells, i_ref).strip()
-        if not ref:
-            raise DataError(f"{labels} {where}: ref_img is empty; every distorted image needs its reference")
-        score = parse_score(cell(cells, i_dmos), labels, where, "dmos")
-        records.append(Record(str(img_dir / name), score, ref))
+        with problems.row():
+            name = names(cell(cells, i_dist), where)
+            ref = cell(cells, i_ref).strip()
+            if not ref:
+                raise DataError(f"{labels} {where}: ref_img is empty; every distorted image needs its reference")
+            score = parse_score(cell(cells, i_dmos), labels, where, "dmos")
+            records.append(Record(str(img_dir / name), score, ref))
+    problems.raise_if_any()
     if not records:
         raise DataError(f"{labels}: header but no image rows")
     return DatasetInfo("kadid10k", str(base), records, score_column="dmos", higher_is_better=True,

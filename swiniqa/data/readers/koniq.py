@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Optional
 
-from swiniqa.data.readers.csv_reader import (NameChecker, RowProblems, cell, column_index, dataset_root, find_dir, parse_score,
-                                             read_table, require_file)
+from swiniqa.data.readers.csv_reader import (NameChecker, RowProblems, cell, column_index, dataset_root,
+                                             find_dir, parse_score, read_table, require_file)
 from swiniqa.data.records import DatasetInfo, Record, register_reader
 from swiniqa.errors import DataError
 

@@ -14,7 +14,8 @@ from typing import Optional
 
 import numpy as np
 
-from swiniqa.data.readers.csv_reader import NameChecker, case_resolver, dataset_root, find_dir, require_file
+from swiniqa.data.readers.csv_reader import (NameChecker, RowProblems, case_resolver, dataset_root, find_dir,
+                                             require_file)
 from swiniqa.data.records import DatasetInfo, Record, register_reader
 from swiniqa.errors import DataError
 
@@ -73,12 +74,15 @@ def read_livec(root: Optional[str], image_dir: Optional[str] = None, skip_traini
     resolve = case_resolver(img_dir)
     checker = NameChecker(names_path, "AllImages_release")
     records = []
+    problems = RowProblems(names_path)
     for i in range(skip, len(cells)):
         where = f"entry {i + 1}"
-        name = checker(_cell_str(cells[i]), where)
-        score = float(mos[i])
-        if not math.isfinite(score):
-            raise DataError(f"{mos_path} {where}: AllMOS_release is {score}; scores must be finite numbers")
-        records.append(Record(resolve(name), score, name))
+        with problems.row():
+            name = checker(_cell_str(cells[i]), where)
+            score = float(mos[i])
+            if not math.isfinite(score):
+                raise DataError(f"{mos_path} {where}: AllMOS_release is {score}; scores must be finite numbers")
+            records.append(Record(resolve(name), score, name))
+    problems.raise_if_any()
     notes = [f"dropped the first {skip} (training) entries"] if skip else []
     return DatasetInfo("livec", str(base), records, score_column="AllMOS_release", notes=notes)

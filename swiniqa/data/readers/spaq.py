@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from typing import Optional
 
-from swiniqa.data.readers.csv_reader import NameChecker, dataset_root, find_dir, parse_score, require_file
+from swiniqa.data.readers.csv_reader import NameChecker, RowProblems, dataset_root, find_dir, parse_score, require_file
 from swiniqa.data.records import DatasetInfo, Record, register_reader
 from swiniqa.errors import DataError
 
@@ -63,14 +63,17 @@ def read_spaq(root: Optional[str], image_dir: Optional[str] = None, score_column
                             "expected the SPAQ 'MOS and Image attribute scores' sheet first")
     names = NameChecker(labels, IMAGE_COL)
     records = []
+    problems = RowProblems(labels)
     for i, row in enumerate(rows[start + 1:], start=start + 2):
         if not any(c is not None and str(c).strip() for c in row):
             continue
         where = f"row {i}"
         get = (lambda j: row[j] if j < len(row) else None)
-        name = names(get(idx[IMAGE_COL]), where)
-        score = parse_score(get(idx[score_column]), labels, where, score_column)
-        records.append(Record(str(img_dir / name), score, name))
+        with problems.row():
+            name = names(get(idx[IMAGE_COL]), where)
+            score = parse_score(get(idx[score_column]), labels, where, score_column)
+            records.append(Record(str(img_dir / name), score, name))
+    problems.raise_if_any()
     if not records:
         raise DataError(f"{labels}: header but no image rows")
     return DatasetInfo("spaq", str(base), records, score_column=score_column)

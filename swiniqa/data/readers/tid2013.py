@@ -10,8 +10,8 @@ from __future__ import annotations
 import re
 from typing import Optional
 
-from swiniqa.data.readers.csv_reader import (NameChecker, case_resolver, dataset_root, find_dir, parse_score,
-                                             require_file)
+from swiniqa.data.readers.csv_reader import (NameChecker, RowProblems, case_resolver, dataset_root, find_dir,
+                                             parse_score, require_file)
 from swiniqa.data.records import DatasetInfo, Record, register_reader
 from swiniqa.errors import DataError
 
@@ -32,18 +32,21 @@ def read_tid2013(root: Optional[str], image_dir: Optional[str] = None, **_: obje
     resolve = case_resolver(img_dir)
     names = NameChecker(labels, "name")
     records = []
+    problems = RowProblems(labels)
     for n, line in enumerate(raw.splitlines(), start=1):
         if not line.strip():
             continue
         where = f"line {n}"
-        parts = line.split()
-        if len(parts) != 2:
-            raise DataError(f"{labels} {where}: expected '<MOS> <image name>', got {line.strip()!r}")
-        score = parse_score(parts[0], labels, where, "MOS")
-        name = names(parts[1], where)
-        m = _REF.match(name)
-        group = f"i{int(m.group(1)):02d}" if m else name.rsplit(".", 1)[0]
-        records.append(Record(resolve(name), score, group))
+        with problems.row():
+            parts = line.split()
+            if len(parts) != 2:
+                raise DataError(f"{labels} {where}: expected '<MOS> <image name>', got {line.strip()!r}")
+            score = parse_score(parts[0], labels, where, "MOS")
+            name = names(parts[1], where)
+            m = _REF.match(name)
+            group = f"i{int(m.group(1)):02d}" if m else name.rsplit(".", 1)[0]
+            records.append(Record(resolve(name), score, group))
+    problems.raise_if_any()
     if not records:
         raise DataError(f"{labels} is empty; expected lines '<MOS> <image name>'")
     return DatasetInfo("tid2013", str(base), records, score_column="MOS")
