@@ -28,8 +28,77 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------------------------- score
+def _resize(raw):
+    from swiniqa.errors import ConfigError
+    from swiniqa.parsing import parse_hw
+
+    return "default" if raw is None else parse_hw(raw, f"--resize {raw!r}", ConfigError)
+
+
+def _report_errors(errors: list, total: int) -> int:
+    """One stderr line naming the images that could not be scored; exit code 1 when there are any."""
+    import sys
+
+    if not errors:
+        return 0
+    listed = ", ".join(f"{e['image']} ({e['why']})" for e in errors[:10])
+    more = f", ... and {len(errors) - 10} more" if len(errors) > 10 else ""
+    print(f"swiniqa: error: {len(errors)} of {total} inputs could not be scored: {listed}{more}",
+          file=sys.stderr, flush=True)
+    return 1
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from swiniqa.cli import emit
+    from swiniqa.serving.score import score_collection
+
+    res = score_collection(args.checkpoint, args.inputs, args.output, patches=args.patches,
+                           resize=_resize(args.resize), resize_short=args.resize_short, recursive=args.recursive,
+                           batch_size=args.batch_size, actors=args.actors, gpus_per_actor=args.gpus_per_actor,
+                           cpus_per_actor=args.cpus_per_actor, progress=not _flag(args, "quiet"))
+
+    def human(s: dict) -> str:
+        rate = f" at {s['images_per_s']:.1f} images/s ({s['actors']} actor(s) on {s['device']})" \
+            if s["images_per_s"] else ""
+        skipped = f"; {s['skipped']} already scored, skipped" if s["skipped"] else ""
+        return f"scored {s['scored']} of {s['images']} images into {s['output']}{rate}{skipped}"
+
+    emit(res, _flag(args, "json"), human)
+    return _report_errors(res["errors"], res["images"])
+
+
 # --------------------------------------------------------------------------------------------- register
-def register(sub) -> None:
+def _add_scoring_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", required=True,
+                   help="checkpoint folder, a run/experiment folder (its best), or an exported .onnx file")
+    p.add_argument("--patches", type=int, help="crops per image (default: the checkpoint's test_patches)")
+    p.add_argument("--resize", help="HEIGHT,WIDTH, or none for the native size (default: as trained)")
+    p.add_argument("--resize-short", dest="resize_short", type=int, help="scale the shorter side to N px")
+
+
+def _register_score(sub) -> None:
+    p = sub.add_parser(
+        "score", help="score a whole image collection on Ray Data into a CSV/Parquet file (resumable)",
+        description="Score every image of folders, glob patterns, list files (.txt/.lst one path a line, .csv with "
+                    "an 'image' column) or s3:// / gs:// prefixes on Ray Data: decoding as CPU tasks, the model in "
+                    "an actor pool (one GPU per actor on a GPU cluster). Scores equal `swiniqa predict`'s. "
+                    "Unreadable files get an 'error' and no score (exit 1). Rerun with the same --output to "
+                    "resume: scored images are skipped. Uses RAY_ADDRESS when set, else a local Ray.")
+    _add_scoring_args(p)
+    p.add_argument("inputs", nargs="+", help="image files, folders, quoted glob patterns, list files, s3:// prefixes")
+    p.add_argument("--output", "-o", required=True, help="result file: .csv or .parquet (image, score, error)")
+    p.add_argument("--recursive", "-r", action="store_true", help="scan sub-folders of folder inputs too")
+    p.add_argument("--batch-size", dest="batch_size", type=int, default=64, help="crops per forward pass (default 64)")
+    p.add_argument("--actors", type=int, help="model actors (default: one per GPU; on CPUs one per 8 CPUs)")
+    p.add_argument("--gpus-per-actor", dest="gpus_per_actor", type=float,
+                   help="GPUs per model actor (default 1 on a GPU cluster; 0 = CPU actors)")
+    p.add_argument("--cpus-per-actor", dest="cpus_per_actor", type=float,
+                   help="CPUs per model actor (default 1 beside a GPU; on CPUs a quarter of the CPUs per actor)")
+    p.set_defaults(fn=cmd_score)
+
+
+def _register_export(sub) -> None:
     p = sub.add_parser(
         "export", help="export a checkpoint to ONNX (verified in onnxruntime against torch)",
         description="Export the whole model (normalisation, backbone, hyper-network, batched target network) to "
@@ -44,4 +113,10 @@ def register(sub) -> None:
     p.set_defaults(fn=cmd_export)
 
 
-__all__ = ["register", "cmd_export"]
+def register(sub) -> None:
+    """Add ``export``, ``score`` and ``serve`` to the ``swiniqa`` sub-parsers."""
+    _register_export(sub)
+    _register_score(sub)
+
+
+__all__ = ["register", "cmd_export", "cmd_score"]
