@@ -7,8 +7,17 @@ a real cluster; this test process never joins the cluster (the rest of the suite
 
 from __future__ import annotations
 
+import csv
+import json
+import logging
+import os
 import pickle
+import shutil
 import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -63,3 +72,196 @@ def test_dashboard_port_moves_off_a_busy_one():
         busy = s.getsockname()[1]
         port = dashboard_port(busy)
         assert port != busy and port > 0
+
+
+# ------------------------------------------------------------------ harness: local S3 + simulated cluster
+ROOT = Path(__file__).parents[1]
+SWINIQA = str(Path(sys.executable).with_name("swiniqa"))
+BUCKET = "swiniqa-mn"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def s3():
+    """A local S3 server (moto) on 127.0.0.1 with one bucket; yields (env for subprocesses, boto3 client)."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    port = _free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    creds = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("RAY_ADDRESS", "AWS_"))}, **creds,
+           "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "RAY_AUTH_MODE": "disabled",
+           "RAY_USAGE_STATS_ENABLED": "0"}
+    client = boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], region_name="us-east-1",
+                          aws_access_key_id="testing", aws_secret_access_key="testing")
+    client.create_bucket(Bucket=BUCKET)
+    yield env, client
+    server.stop()
+
+
+class SimCluster:
+    """tests/multinode_cluster.py in its own process (see there): address, node ids, add/remove nodes."""
+
+    def __init__(self, env: dict, workers: int, log: Path):
+        self._log = open(log, "w")
+        self.proc = subprocess.Popen([sys.executable, str(ROOT / "tests" / "multinode_cluster.py"), str(workers)],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log, text=True,
+                                     env=env)
+        info = json.loads(self.proc.stdout.readline() or "{}")
+        assert info.get("address"), f"cluster did not start, see {log}"
+        self.address, self.head, self.workers = info["address"], info["head"], info["workers"]
+
+    def ask(self, line: str) -> dict:
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+        return json.loads(self.proc.stdout.readline())
+
+    def train_worker_nodes(self) -> list[str]:
+        return self.ask("actors RayTrainWorker")["nodes"]
+
+    def close(self) -> None:
+        try:
+            self.proc.stdin.write("quit\n")
+            self.proc.stdin.close()
+            self.proc.wait(timeout=60)
+        except Exception:  # noqa: BLE001 - never leave a cluster behind
+            self.proc.kill()
+        self._log.close()
+
+
+@pytest.fixture(scope="module")
+def cluster(s3, tmp_path_factory):
+    """A 0-CPU head ({"TRAIN_DRIVER": 4}) and 3 one-CPU worker nodes; the S3 endpoint is in every node's env."""
+    env, _ = s3
+    c = SimCluster(env, 3, tmp_path_factory.mktemp("cluster") / "cluster.log")
+    yield c
+    c.close()
+
+
+@pytest.fixture(scope="module")
+def small_demo(demo_root, tmp_path_factory):
+    """The demo dataset cut to 6 images per source photo (the driver decode-checks every image)."""
+    out = tmp_path_factory.mktemp("small") / "demo"
+    (out / "images").mkdir(parents=True)
+    with open(Path(demo_root) / "labels.csv", newline="") as f:
+        reader = csv.DictReader(f)
+        rows, per = [], {}
+        for r in reader:
+            if per.get(r["source"], 0) < 6:
+                per[r["source"]] = per.get(r["source"], 0) + 1
+                rows.append(r)
+                shutil.copy(Path(demo_root) / "images" / r["image"], out / "images" / r["image"])
+    with open(out / "labels.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=reader.fieldnames)
+        w.writeheader()
+        w.writerows(rows)
+    return out
+
+
+def _train_args(data_root, output: str, name: str, epochs: int, *extra: str) -> list[str]:
+    return [SWINIQA, "train", "--preset", "demo", "--data-root", str(data_root), "--epochs", str(epochs),
+            "--num-workers", "2", "--set", "max_images=24", "--set", "train_patches=1", "--set", "test_patches=1",
+            "--set", "batch_size=8", "--set", "warmup_epochs=0", "--output", output, "--name", name, "--json",
+            *extra]
+
+
+def _keys(client, prefix: str) -> list[str]:
+    pages = client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix)
+    return [o["Key"] for p in pages for o in p.get("Contents", [])]
+
+
+def _wait_first_checkpoint(client, proc, prefix: str, timeout: float = 240) -> bool:
+    """Until the first checkpoint is registered by Train (its snapshot written) and TensorBoard events are in
+    S3, while ``proc`` runs; False if the run ended first."""
+    t0 = time.time()
+    while proc.poll() is None and time.time() - t0 < timeout:
+        keys = _keys(client, prefix)
+        if (any(k.endswith("checkpoint_manager_snapshot.json") for k in keys)
+                and any("/tensorboard/" in k and "tfevents" in k for k in keys)):
+            return True
+        time.sleep(0.3)
+    return False
+
+
+def _remove_a_train_worker_node(cluster: SimCluster) -> str:
+    nodes = cluster.train_worker_nodes()
+    assert len(nodes) == 2, nodes  # 0-CPU head: two workers, two worker nodes
+    assert cluster.ask(f"remove {nodes[0]}")["removed"] == nodes[0]
+    return nodes[0]
+
+
+def _download(client, prefix: str, dest: Path) -> Path:
+    for k in _keys(client, prefix):
+        if k.endswith("/"):  # a folder marker
+            continue
+        p = dest / k[len(prefix):].lstrip("/")
+        p.parent.mkdir(parents=True, exist_ok=True)
+        client.download_file(BUCKET, k, str(p))
+    return dest
+
+
+def _tb_steps(logdir: Path, tag: str = "val/srcc") -> list[int]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    ea = EventAccumulator(str(logdir))
+    ea.Reload()
+    return [e.step for e in ea.Scalars(tag)]
+
+
+# ------------------------------------------------------------------ item 2 + 3: S3 output, a lost node survived
+def test_train_to_s3_survives_losing_a_worker_node(s3, cluster, small_demo, tmp_path):
+    env, client = s3
+    run_env = {**env, "RAY_ADDRESS": cluster.address}
+    proc = subprocess.Popen(_train_args(small_demo, f"s3://{BUCKET}/runs", "spot", 5, "--max-failures", "1"),
+                            env=run_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert _wait_first_checkpoint(client, proc, "runs/spot/"), proc.communicate()[1][-3000:]
+        # the driver's progress queue lives on the driver's node (the head), never on a node that can vanish
+        assert cluster.ask("actors _QueueActor")["nodes"] == [cluster.head]
+        lost = _remove_a_train_worker_node(cluster)
+        out, err = proc.communicate(timeout=400)
+    finally:
+        proc.kill()
+    cluster.ask("add")  # back to 3 worker nodes for the next tests
+    assert proc.returncode == 0, err[-3000:]
+    s = json.loads(out.strip().splitlines()[-1])
+    assert s["restarts"] >= 1 and s["epochs"] == 5, (lost, s)
+    run = f"s3://{BUCKET}/runs/spot"
+    assert s["run_dir"] == run and s["tensorboard"] == f"{run}/tensorboard" and s["curves"] == f"{run}/curves.png"
+    assert s["checkpoint"].startswith(f"{run}/checkpoint_epoch"), s["checkpoint"]
+    keys = set(_keys(client, "runs/spot/"))
+    ck = s["checkpoint"][len(f"s3://{BUCKET}/"):]
+    assert {f"{ck}/model.safetensors", f"{ck}/config.json", f"{ck}/metrics.json"} <= keys
+    assert {"runs/spot/history.csv", "runs/spot/curves.png"} <= keys
+    tb = _download(client, "runs/spot/tensorboard/", tmp_path / "tb")
+    assert _tb_steps(tb) == [1, 2, 3, 4, 5]  # resumed, and no epoch twice in the curves
+    hist = tmp_path / "history.csv"
+    client.download_file(BUCKET, "runs/spot/history.csv", str(hist))
+    assert [int(float(r["epoch"])) for r in csv.DictReader(open(hist))] == [1, 2, 3, 4, 5]
+
+
+def test_lost_node_without_max_failures_is_one_line(s3, cluster, small_demo):
+    env, client = s3
+    run_env = {**env, "RAY_ADDRESS": cluster.address}
+    proc = subprocess.Popen(_train_args(small_demo, f"s3://{BUCKET}/runs", "nofail", 5),
+                            env=run_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert _wait_first_checkpoint(client, proc, "runs/nofail/"), proc.communicate()[1][-3000:]
+        lost = _remove_a_train_worker_node(cluster)
+        out, err = proc.communicate(timeout=300)
+    finally:
+        proc.kill()
+    cluster.ask("add")
+    assert proc.returncode == 3, err[-3000:]
+    last = err.strip().splitlines()[-1]
+    assert last.startswith(f"swiniqa: error: lost node {lost[:12]} "), err[-3000:]
+    assert f"--name nofail --output s3://{BUCKET}/runs" in last and "--max-failures" in last
+    assert "Traceback" not in err and out == ""
