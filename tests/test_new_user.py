@@ -42,6 +42,15 @@ def test_1_relative_labels_mean_the_current_directory(tmp_path, capsys, monkeypa
     assert rep["images"] == 8 and rep["root"] == str(tmp_path / "data" / "good")
 
 
+def test_1_library_relative_labels_without_root_mean_the_current_directory(tmp_path, monkeypatch):
+    from swiniqa.data.records import read_dataset
+
+    make_csv_dataset(tmp_path / "data" / "good")
+    monkeypatch.chdir(tmp_path / "data")
+    info = read_dataset("csv", None, labels="good/labels.csv", images="good/images")
+    assert len(info.records) == 8 and info.root == str(tmp_path / "data" / "good")
+
+
 def test_1_relative_data_root_from_another_folder(tmp_path, capsys, monkeypatch):
     make_csv_dataset(tmp_path / "data" / "good")
     (tmp_path / "elsewhere").mkdir()
