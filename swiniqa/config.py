@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
 import os
 import typing
@@ -18,6 +19,8 @@ from typing import Any, Optional
 
 from swiniqa.errors import ConfigError
 from swiniqa.parsing import parse_bool, parse_hw
+
+log = logging.getLogger("swiniqa.config")
 
 #: Swin sizes from timm plus narrow, shallow sizes for CPU work. Values are timm constructor
 #: arguments (not channel tables: the head reads widths from ``feature_info``).
@@ -113,6 +116,8 @@ class TrainConfig:
     use_gpu: bool = False
     cpus_per_worker: float = 0.0  # 0 = auto: CPU training splits the cluster's CPUs over the workers; GPU: 4
     loader_threads: int = 0  # 0 = auto: 1 beside CPU training, the worker's other CPUs beside a GPU
+    #: GiB of decoded, resized images each worker keeps between epochs (0 = derived; see cache_bytes).
+    cache_gb: float = 0.0
     max_failures: int = 0
     inject_failure_at_epoch: int = -1
     output: str = "runs"
@@ -132,9 +137,172 @@ class TrainConfig:
     def head_lr(self) -> float:
         return self.lr * self.lr_ratio
 
+    def model_config(self) -> "ModelConfig":
+        """The architecture keys of this run (what ``build_model`` and a checkpoint's ``model.json`` use)."""
+        return ModelConfig.from_train(self)
+
+    def cache_bytes(self, workers_on_node: int = 1) -> int:
+        """Byte budget of one worker's image cache: ``cache_gb`` when set, else derived.
+
+        Why derived: the cache keeps decoded, resized uint8 images so that epochs after the first skip
+        JPEG decoding. A fixed size either wastes memory on a small set or thrashes on a large one
+        (KonIQ's training split at 512x384 is ~4 GB). A quarter of the memory available now leaves room
+        for the model, the optimizer, the loader's batches and Ray's object store; every worker on the
+        machine keeps its own cache, so the quarter is split among them.
+
+        Args:
+            workers_on_node: training workers sharing this machine's memory.
+        Returns:
+            The budget in bytes (0 disables caching).
+        """
+        if self.cache_gb > 0:
+            return int(self.cache_gb * (1 << 30))
+        return int(available_memory_bytes() * CACHE_MEMORY_FRACTION / max(1, workers_on_node))
+
 
 def _jsonable(v: Any) -> Any:
     return list(v) if isinstance(v, tuple) else v
+
+
+#: Share of the available memory the image caches of one machine's workers may fill (``cache_gb=0``).
+CACHE_MEMORY_FRACTION = 0.25
+
+
+def available_memory_bytes() -> int:
+    """Memory this process can still use: ``MemAvailable``, capped by a cgroup (container) limit."""
+    avail = None
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    avail = int(line.split()[1]) * 1024
+                    break
+    except OSError:
+        pass
+    if avail is None:
+        try:
+            avail = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError, AttributeError):
+            avail = 2 << 30
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        used = int(Path("/sys/fs/cgroup/memory.current").read_text().strip())
+        if limit != "max":
+            avail = min(avail, max(0, int(limit) - used))
+    except (OSError, ValueError):
+        pass
+    return int(avail)
+
+
+# --- the model's architecture ----------------------------------------------------------------------
+@dataclass(frozen=True)
+class ModelConfig:
+    """The architecture of a SMART-IQA model: exactly the keys ``swiniqa.models.build_model`` needs.
+
+    Why apart from :class:`TrainConfig`: checkpoints are read back through this alone, so renaming or
+    dropping a training-only key can never make an old checkpoint unloadable. The defaults are
+    TrainConfig's (one source of truth). Build one with ``cfg.model_config()`` or :meth:`from_dict`.
+    Whether ImageNet weights are loaded is not architecture: ``build_model(..., pretrained=)``.
+    """
+
+    backbone: str = TrainConfig.backbone
+    model_size: str = TrainConfig.model_size
+    patch_size: int = TrainConfig.patch_size
+    multiscale: bool = TrainConfig.multiscale
+    attention: bool = TrainConfig.attention
+    drop_path: float = TrainConfig.drop_path
+    dropout: float = TrainConfig.dropout
+    lda_out: int = TrainConfig.lda_out
+    hyper_in_channels: int = TrainConfig.hyper_in_channels
+    target_in: int = TrainConfig.target_in
+    target_hidden: tuple[int, ...] = TrainConfig.target_hidden
+    feature_size: int = TrainConfig.feature_size
+
+    def __post_init__(self) -> None:
+        for key, hint in typing.get_type_hints(ModelConfig).items():
+            v = getattr(self, key)
+            want = typing.get_origin(hint) or hint
+            if want is tuple:
+                ok = isinstance(v, tuple) and all(type(x) is int for x in v)
+            elif want is float:
+                ok = isinstance(v, (int, float)) and not isinstance(v, bool)
+            else:
+                ok = type(v) is want
+            if not ok:
+                raise ConfigError(f"model config key '{key}' = {v!r}: expected {want.__name__}")
+        validate_model(self)
+
+    @classmethod
+    def from_train(cls, cfg: TrainConfig) -> "ModelConfig":
+        """The architecture keys of a run config."""
+        return cls(**{k: getattr(cfg, k) for k in MODEL_KEYS})
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "model config",
+                  note_level: int = logging.WARNING) -> "ModelConfig":
+        """Rebuild from a saved dict: a checkpoint's ``model.json``, or an old one's whole ``config.json``.
+
+        Only the architecture keys are read; a missing one takes the default (as old checkpoints always
+        did). Other keys are ignored, never fatal: keys this version does not know at all are logged at
+        ``note_level`` with ``source``; the training keys of a ``config.json`` are skipped silently.
+
+        Raises:
+            ConfigError: an architecture value that does not parse or is invalid.
+        """
+        unknown = sorted(k for k in data if k not in MODEL_KEYS and k not in type_hints())
+        if unknown:
+            log.log(note_level, "%s: ignoring key(s) this version does not know: %s", source, ", ".join(unknown))
+        hints = typing.get_type_hints(ModelConfig)
+        return cls(**{k: _parse_value(k, data[k], hints[k]) for k in MODEL_KEYS if k in data})
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: _jsonable(getattr(self, k)) for k in MODEL_KEYS}
+
+    def differences(self, other: "ModelConfig") -> list[str]:
+        """``"key: mine vs other"`` for every architecture key that differs."""
+        return [f"{k} {getattr(self, k)!r} vs {getattr(other, k)!r}" for k in MODEL_KEYS
+                if getattr(self, k) != getattr(other, k)]
+
+
+#: The keys of :class:`TrainConfig` that define the network. A checkpoint stores exactly these
+#: (``model.json``) and is rebuilt from them alone; every other key is about data or training.
+MODEL_KEYS = tuple(f.name for f in fields(ModelConfig))
+
+
+def validate_model(m: Any) -> None:
+    """Check the architecture keys of a :class:`ModelConfig` or :class:`TrainConfig`.
+
+    Raises:
+        ConfigError: naming the key, its value and the fix.
+    """
+
+    def bad(key: str, why: str) -> None:
+        raise ConfigError(f"config key '{key}' = {getattr(m, key)!r}: {why}")
+
+    if m.backbone not in BACKBONES:
+        bad("backbone", f"choose one of {', '.join(BACKBONES)}")
+    if m.backbone == "swin" and m.model_size not in SWIN_SIZES:
+        bad("model_size", f"choose one of {', '.join(SWIN_SIZES)}")
+    if m.backbone == "swin" and m.model_size in SWIN_SIZES:
+        if "timm_name" in SWIN_SIZES[m.model_size] and m.patch_size != 224:
+            bad("patch_size", f"Swin-{m.model_size} (window 7) takes 224 px patches")
+        if m.patch_size % 32:
+            bad("patch_size", "must be a multiple of 32 (the Swin stages downsample 32x)")
+    for key in ("patch_size", "feature_size", "hyper_in_channels", "target_in", "lda_out"):
+        if not getattr(m, key) > 0:
+            bad(key, "must be > 0")
+    for key in ("drop_path", "dropout"):
+        if not 0 <= getattr(m, key) < 1:
+            bad(key, "must be in [0, 1)")
+    if m.target_in <= 3 * m.lda_out:
+        bad("target_in", "must exceed 3 * lda_out (the last LDA head fills the rest)")
+    if not m.target_hidden or min(m.target_hidden) < 1:
+        bad("target_hidden", "give one or more positive widths, e.g. 112,56,28,14")
+    sizes = (m.target_in, *m.target_hidden)
+    cells = m.feature_size ** 2
+    if any(i * o % cells for i, o in zip(sizes[:-1], sizes[1:])):
+        bad("target_hidden", f"each product of consecutive widths (target_in, *target_hidden) must be a "
+                             f"multiple of feature_size**2 = {cells} (the hyper-network emits them as maps)")
 
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -167,6 +335,16 @@ PRESETS: dict[str, dict[str, Any]] = {
         max_failures=0,
     ),
 }
+#: What ``swiniqa tune --preset demo`` changes on top of the demo preset: a sweep of 10 trials must
+#: finish in ~20 minutes on a 2-core CPU, so trials are cheaper than ``swiniqa train --preset demo``:
+#: 96-pixel patches, one training patch per image per epoch, 2 test patches, 6 epochs, 0.9 CPU per
+#: worker so that two trials (and their 0.01-CPU drivers) fit on 2 cores.
+DEMO_TUNE_OVERRIDES: dict[str, Any] = dict(
+    model_size="nano", patch_size=96, train_patches=1, test_patches=2, epochs=6, batch_size=32, patience=3,
+    cpus_per_worker=0.9, loader_threads=1,
+)
+#: The base of a demo study (``swiniqa config --preset demo-tune`` shows it).
+PRESETS["demo-tune"] = {**PRESETS["demo"], **DEMO_TUNE_OVERRIDES}
 
 
 def type_hints() -> dict[str, Any]:
@@ -246,15 +424,9 @@ def validate(cfg: TrainConfig) -> None:
             bad(f.name, f"expected a number")
         if h is bool and not isinstance(v, bool):
             bad(f.name, "expected true/false")
-    if cfg.backbone not in BACKBONES:
-        bad("backbone", f"choose one of {', '.join(BACKBONES)}")
-    if cfg.backbone == "swin" and cfg.model_size not in SWIN_SIZES:
-        bad("model_size", f"choose one of {', '.join(SWIN_SIZES)}")
-    if cfg.backbone == "swin" and cfg.model_size in SWIN_SIZES:
-        if "timm_name" in SWIN_SIZES[cfg.model_size] and cfg.patch_size != 224:
-            bad("patch_size", f"Swin-{cfg.model_size} (window 7) takes 224 px patches")
-        if cfg.patch_size % 32:
-            bad("patch_size", "must be a multiple of 32 (the Swin stages downsample 32x)")
+    validate_model(cfg)
+    if cfg.cache_gb < 0:
+        bad("cache_gb", "must be >= 0 (0 = derived from the worker's memory)")
     if cfg.loss not in LOSSES:
         bad("loss", f"choose one of {', '.join(LOSSES)}")
     if cfg.schedule not in SCHEDULES:
@@ -282,8 +454,6 @@ def validate(cfg: TrainConfig) -> None:
         bad("resize", f"give height,width, both >= patch_size ({cfg.patch_size}), or none")
     if cfg.resize_short is not None and cfg.resize_short < cfg.patch_size:
         bad("resize_short", f"must be >= patch_size ({cfg.patch_size})")
-    if cfg.target_in <= 3 * cfg.lda_out:
-        bad("target_in", "must exceed 3 * lda_out (the last LDA head fills the rest)")
     if cfg.cpus_per_worker < 0:
         bad("cpus_per_worker", "must be >= 0 (0 = derived from the cluster)")
     if cfg.pretrained_path and not cfg.pretrained:
@@ -360,6 +530,7 @@ def config_from_dict(d: dict[str, Any]) -> TrainConfig:
 
 
 __all__ = [
-    "TrainConfig", "PRESETS", "SWIN_SIZES", "CPU_STAND_INS", "preset", "load_config", "apply_overrides",
+    "TrainConfig", "ModelConfig", "MODEL_KEYS", "DEMO_TUNE_OVERRIDES", "validate_model", "PRESETS", "SWIN_SIZES",
+    "CPU_STAND_INS", "preset", "load_config", "apply_overrides",
     "parse_set", "save_config", "config_from_dict", "load_file", "validate",
 ]

@@ -1,7 +1,7 @@
 """HyperIQA head: LDA heads, multi-scale/attention fusion and the hyper-network.
 
 Shapes follow HyperIQA (Su et al., 2020) with the SMART-IQA extensions; every width below is derived
-from the backbone's stage channels and the config's head sizes.
+from the backbone's stage channels and the head sizes passed in (the keys of ``ModelConfig``).
 """
 
 from __future__ import annotations
@@ -9,8 +9,6 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-from swiniqa.config import TrainConfig
 
 
 class LDAHeads(nn.Module):
@@ -21,16 +19,17 @@ class LDAHeads(nn.Module):
     linear to the rest of ``target_in``. Adaptive pooling keeps it valid for other patch sizes.
     """
 
-    def __init__(self, channels: list[int], reductions: list[int], cfg: TrainConfig):
+    def __init__(self, channels: list[int], reductions: list[int], *, patch_size: int, feature_size: int,
+                 lda_out: int, target_in: int):
         super().__init__()
-        self.grids = [max(1, cfg.patch_size // r // cfg.feature_size) for r in reductions[:3]]
+        self.grids = [max(1, patch_size // r // feature_size) for r in reductions[:3]]
         self.convs = nn.ModuleList()
         self.fcs = nn.ModuleList()
         for i, (c, g) in enumerate(zip(channels[:3], self.grids)):
-            width = cfg.lda_out * 2**i
+            width = lda_out * 2**i
             self.convs.append(nn.Conv2d(c, width, kernel_size=1, bias=False))
-            self.fcs.append(nn.Linear(width * g * g, cfg.lda_out))
-        self.last = nn.Linear(channels[3], cfg.target_in - 3 * cfg.lda_out)
+            self.fcs.append(nn.Linear(width * g * g, lda_out))
+        self.last = nn.Linear(channels[3], target_in - 3 * lda_out)
         _kaiming(self)
 
     def forward(self, feats: list[torch.Tensor]) -> torch.Tensor:
@@ -56,16 +55,17 @@ class StageAttention(nn.Module):
 class HyperNetwork(nn.Module):
     """Semantic feature map -> weights and biases of the per-image target MLP."""
 
-    def __init__(self, in_channels: int, reduction: tuple[int, ...], cfg: TrainConfig):
+    def __init__(self, in_channels: int, reduction: tuple[int, ...], *, hyper_in_channels: int, feature_size: int,
+                 target_in: int, target_hidden: tuple[int, ...], dropout: float = 0.0):
         super().__init__()
         layers: list[nn.Module] = []
-        widths = [in_channels, *reduction, cfg.hyper_in_channels]
+        widths = [in_channels, *reduction, hyper_in_channels]
         for a, b in zip(widths[:-1], widths[1:]):
             layers += [nn.Conv2d(a, b, kernel_size=1), nn.ReLU(inplace=True)]
         self.reduce = nn.Sequential(*layers)
-        self.dropout = nn.Dropout(cfg.dropout)
-        h, s2 = cfg.hyper_in_channels, cfg.feature_size**2
-        self.sizes = [cfg.target_in, *cfg.target_hidden]
+        self.dropout = nn.Dropout(dropout)
+        h, s2 = hyper_in_channels, feature_size**2
+        self.sizes = [target_in, *target_hidden]
         # Hidden layers: weights from a 3x3 conv over the 7x7 map (reshaped), biases from the pooled vector.
         self.w_convs = nn.ModuleList(
             nn.Conv2d(h, i * o // s2, kernel_size=3, padding=1) for i, o in zip(self.sizes[:-1], self.sizes[1:]))
@@ -90,16 +90,23 @@ class HyperNetwork(nn.Module):
 
 
 class HyperHead(nn.Module):
-    """Everything after the backbone: fusion, LDA target input and hyper-network."""
+    """Everything after the backbone: fusion, LDA target input and hyper-network.
 
-    def __init__(self, channels: list[int], reductions: list[int], cfg: TrainConfig):
+    ``reduction``: the 1x1-conv widths between the fused map and ``hyper_in_channels``
+    (see :func:`reduction_widths`)."""
+
+    def __init__(self, channels: list[int], reductions: list[int], *, reduction: tuple[int, ...], patch_size: int,
+                 multiscale: bool, attention: bool, feature_size: int, lda_out: int, hyper_in_channels: int,
+                 target_in: int, target_hidden: tuple[int, ...], dropout: float = 0.0):
         super().__init__()
-        self.multiscale = cfg.multiscale
-        self.feature_size = cfg.feature_size
-        self.lda = LDAHeads(channels, reductions, cfg)
-        self.attention = StageAttention(channels[3], len(channels), dropout=cfg.dropout) if cfg.attention else None
-        in_ch = sum(channels) if cfg.multiscale else channels[3]
-        self.hyper = HyperNetwork(in_ch, reduction_widths(cfg, channels[3]), cfg)
+        self.multiscale = multiscale
+        self.feature_size = feature_size
+        self.lda = LDAHeads(channels, reductions, patch_size=patch_size, feature_size=feature_size, lda_out=lda_out,
+                            target_in=target_in)
+        self.attention = StageAttention(channels[3], len(channels), dropout=dropout) if attention else None
+        in_ch = sum(channels) if multiscale else channels[3]
+        self.hyper = HyperNetwork(in_ch, reduction, hyper_in_channels=hyper_in_channels, feature_size=feature_size,
+                                  target_in=target_in, target_hidden=tuple(target_hidden), dropout=dropout)
 
     def fuse(self, feats: list[torch.Tensor]) -> torch.Tensor:
         s = self.feature_size
@@ -130,12 +137,12 @@ def _kaiming(module: nn.Module) -> None:
             nn.init.kaiming_normal_(m.weight)
 
 
-def reduction_widths(cfg: TrainConfig, last_channels: int) -> tuple[int, ...]:
+def reduction_widths(backbone: str, last_channels: int) -> tuple[int, ...]:
     """1x1-conv widths between the fused map and ``hyper_in_channels``.
 
     The two published heads differ: HyperIQA's ResNets halve the last stage twice (2048 -> 1024 -> 512),
     SMART-IQA's Swin uses a fixed C -> 512 -> 256. Keep each so parameter counts match the papers.
     """
-    if cfg.backbone == "swin":
+    if backbone == "swin":
         return (512, 256)
     return (last_channels // 2, last_channels // 4)

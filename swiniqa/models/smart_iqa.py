@@ -1,13 +1,15 @@
-"""The assembled SMART-IQA model and ``build_model``."""
+"""The assembled SMART-IQA model, ``build_model`` and ``unwrap``."""
 
 from __future__ import annotations
+
+from typing import Optional, Union
 
 import torch
 from torch import nn
 
-from swiniqa.config import TrainConfig
+from swiniqa.config import ModelConfig, TrainConfig
 from swiniqa.models.backbone import create_backbone
-from swiniqa.models.hyper import HyperHead
+from swiniqa.models.hyper import HyperHead, reduction_widths
 from swiniqa.models.target import target_forward
 
 #: ImageNet statistics; inputs are normalised inside the model so loaders can stay uint8.
@@ -22,12 +24,28 @@ class SmartIQA(nn.Module):
     scores on the dataset's scale. ``score_shift``/``score_scale`` buffers map the network's
     standardised output back to that scale; they are set from the training labels and saved with the
     weights, so a checkpoint predicts in its dataset's units.
+
+    The arguments are the architecture keys (:class:`~swiniqa.config.ModelConfig`, kept as ``model_config``),
+    timm-style, plus whether to load ImageNet weights; build one with :func:`build_model`.
     """
 
-    def __init__(self, cfg: TrainConfig):
+    def __init__(self, *, backbone: str, model_size: str, patch_size: int, multiscale: bool, attention: bool,
+                 drop_path: float, dropout: float, lda_out: int, hyper_in_channels: int, target_in: int,
+                 target_hidden: tuple[int, ...], feature_size: int, pretrained: bool = False,
+                 pretrained_path: Optional[str] = None):
         super().__init__()
-        self.backbone = create_backbone(cfg)
-        self.head = HyperHead(self.backbone.channels, self.backbone.reductions, cfg)
+        self.model_config = ModelConfig(
+            backbone=backbone, model_size=model_size, patch_size=patch_size, multiscale=multiscale,
+            attention=attention, drop_path=drop_path, dropout=dropout, lda_out=lda_out,
+            hyper_in_channels=hyper_in_channels, target_in=target_in, target_hidden=tuple(target_hidden),
+            feature_size=feature_size)
+        self.backbone = create_backbone(backbone, model_size, patch_size, drop_path, pretrained, pretrained_path)
+        self.head = HyperHead(
+            self.backbone.channels, self.backbone.reductions,
+            reduction=reduction_widths(backbone, self.backbone.channels[3]), patch_size=patch_size,
+            multiscale=multiscale, attention=attention, feature_size=feature_size, lda_out=lda_out,
+            hyper_in_channels=hyper_in_channels, target_in=target_in, target_hidden=tuple(target_hidden),
+            dropout=dropout)
         self.register_buffer("mean", torch.tensor(_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(_STD).view(1, 3, 1, 1), persistent=False)
         # (x/255 - mean)/std folded into one multiply-subtract on the uint8 batch
@@ -62,9 +80,40 @@ class SmartIQA(nn.Module):
         return list(self.backbone.parameters()), list(self.head.parameters())
 
 
-def build_model(cfg: TrainConfig) -> SmartIQA:
-    """Build the model a config describes (timm-style factory)."""
-    return SmartIQA(cfg)
+def build_model(cfg: Union[ModelConfig, TrainConfig], *, pretrained: Optional[bool] = None,
+                pretrained_path: Optional[str] = None) -> SmartIQA:
+    """Build the model a config describes (timm-style factory).
+
+    Args:
+        cfg: the architecture; a run's ``TrainConfig`` is accepted too (its architecture keys are used, and
+            its ``pretrained``/``pretrained_path`` unless given here).
+        pretrained: load ImageNet weights into the backbone (default: False for a ModelConfig).
+        pretrained_path: a local weights file for offline clusters.
+    Returns:
+        The model, randomly initialised apart from pretrained backbone weights.
+    Raises:
+        ConfigError, CheckpointError: pretrained weights that are unavailable or do not fit.
+    """
+    if isinstance(cfg, TrainConfig):
+        pretrained = cfg.pretrained if pretrained is None else pretrained
+        pretrained_path = pretrained_path or cfg.pretrained_path
+        cfg = cfg.model_config()
+    if not isinstance(cfg, ModelConfig):
+        raise TypeError(f"build_model takes a ModelConfig or TrainConfig, not {type(cfg).__name__}")
+    return SmartIQA(**{k: getattr(cfg, k) for k in cfg.to_dict()}, pretrained=bool(pretrained),
+                    pretrained_path=pretrained_path)
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The plain model under DDP (``.module``) and ``torch.compile`` (``._orig_mod``) wrappers, in any
+    nesting, so its ``state_dict`` carries the model's own key names."""
+    while True:
+        inner = getattr(model, "_orig_mod", None)
+        if not isinstance(inner, nn.Module):
+            inner = getattr(model, "module", None)
+        if not isinstance(inner, nn.Module):
+            return model
+        model = inner
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -4,7 +4,9 @@ A checkpoint folder holds::
 
     model.safetensors       weights of this epoch (always)
     best_model.safetensors  weights of the best epoch so far, when that is not this epoch
-    config.json             the resolved TrainConfig
+    model.json              what rebuilds the model: the ModelConfig ("model") and the settings predict/eval
+                            use ("inference": dataset, resize, resize_short, test_patches, seed)
+    config.json             the resolved TrainConfig (for people, resume checks and tools; never needed to load)
     metrics.json            this epoch's metrics (val_srcc, best_val_srcc, ...)
     state.pt                optimizer/scheduler/epoch state, loaded with torch.load(weights_only=True)
     manifest.json           name, size and sha256 of every file above; written last
@@ -13,7 +15,11 @@ A checkpoint is complete only when its manifest is there and every file matches 
 under a temporary name and renamed, and the manifest goes last, so a writer that dies (full disk, killed
 worker, a copy cut short) leaves a folder that :func:`verify_checkpoint` names as incomplete and that
 resume, ``eval``, ``predict`` and ``pull`` skip or refuse. Folders written before manifests existed
-(no ``manifest.json``) are accepted when their files are there and their JSON parses.
+(no ``manifest.json`` and no ``model.json``) are accepted when their files are there and their JSON parses;
+:func:`load_model` then takes only the architecture keys of their ``config.json``.
+
+Keys are saved without wrapper prefixes (DDP's ``module.``, ``torch.compile``'s ``_orig_mod.``), and a
+stray prefix in an older file is stripped on reading.
 
 Nothing is ever unpickled: foreign ``.pt/.pth/.pkl`` files are read with ``weights_only=True``.
 """
@@ -33,7 +39,7 @@ from typing import Any, Optional
 import torch
 from safetensors.torch import load_file, save_file
 
-from swiniqa.config import TrainConfig, config_from_dict, save_config
+from swiniqa.config import ModelConfig, TrainConfig, config_from_dict, save_config, type_hints
 from swiniqa.errors import CheckpointError, SwiniqaError
 
 log = logging.getLogger("swiniqa.checkpoint")
@@ -43,13 +49,33 @@ BEST_WEIGHTS = "best_model.safetensors"
 CONFIG = "config.json"
 METRICS = "metrics.json"
 STATE = "state.pt"
+MODEL = "model.json"
 MANIFEST = "manifest.json"
 #: Every file name a checkpoint folder may hold (the manifest lists the ones written).
-CHECKPOINT_FILES = (WEIGHTS, BEST_WEIGHTS, CONFIG, METRICS, STATE, MANIFEST)
+CHECKPOINT_FILES = (WEIGHTS, BEST_WEIGHTS, MODEL, CONFIG, METRICS, STATE, MANIFEST)
+#: Run-config keys that ``predict``/``eval`` need beside the architecture (saved in model.json).
+INFERENCE_KEYS = ("dataset", "resize", "resize_short", "test_patches", "seed")
+_WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+
+
+def clean_state_dict(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Keys without the ``module.`` (DDP) / ``_orig_mod.`` (``torch.compile``) prefixes wrappers add."""
+    out = {}
+    for k, v in sd.items():
+        while k.startswith(_WRAPPER_PREFIXES):
+            k = k.split(".", 1)[1]
+        out[k] = v
+    return out
 
 
 def _contiguous(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return {k: v.detach().to("cpu").contiguous() for k, v in sd.items()}
+    return {k: v.detach().to("cpu").contiguous() for k, v in clean_state_dict(sd).items()}
+
+
+def model_json(cfg: TrainConfig) -> dict[str, Any]:
+    """The ``model.json`` of a run: its architecture and the settings scoring needs."""
+    run = cfg.to_dict()
+    return {"format": 1, "model": cfg.model_config().to_dict(), "inference": {k: run[k] for k in INFERENCE_KEYS}}
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
@@ -91,6 +117,7 @@ def write_checkpoint(directory: str | os.PathLike, model_state: dict[str, torch.
         save_file(_contiguous(model_state), str(tmp / WEIGHTS))
         if best_state is not None:
             save_file(_contiguous(best_state), str(tmp / BEST_WEIGHTS))
+        (tmp / MODEL).write_text(json.dumps(model_json(cfg), indent=2, sort_keys=True) + "\n")
         save_config(cfg, tmp / CONFIG)
         (tmp / METRICS).write_text(json.dumps(metrics, indent=2, sort_keys=True, default=float) + "\n")
         if state is not None:
@@ -159,7 +186,10 @@ def manifest_problems(manifest: dict[str, dict[str, Any]], sizes: dict[str, int]
 
 
 def _legacy_problems(d: Path) -> list[str]:
-    """Checks for a folder written before manifests: required files there, JSON files parse."""
+    """Checks for a folder written before manifests: required files there, JSON files parse. A folder
+    with ``model.json`` was written by a version with manifests, so without one it is unfinished."""
+    if (d / MODEL).exists():
+        return [f"no {MANIFEST}: the checkpoint was not finished writing"]
     problems = [f"{n} is missing" for n in (WEIGHTS, CONFIG, METRICS) if not (d / n).is_file()]
     for name in (CONFIG, METRICS):
         if (d / name).is_file():
@@ -192,7 +222,7 @@ def verify_checkpoint(path: str | os.PathLike, hashes: bool = True) -> list[str]
         return [str(e)]
     if manifest is None:
         problems = _legacy_problems(d)
-        if problems and any((d / n).exists() for n in CHECKPOINT_FILES):
+        if problems and not (d / MODEL).exists() and any((d / n).exists() for n in CHECKPOINT_FILES):
             problems.append(f"no {MANIFEST}: the checkpoint was not finished writing")
         return problems
     sizes = {n: (d / n).stat().st_size for n in manifest if (d / n).is_file()}
@@ -219,16 +249,83 @@ def read_metrics(d: str | os.PathLike) -> dict[str, Any]:
         raise CheckpointError(f"cannot read {p}: {e}") from None
 
 
-def read_config(d: str | os.PathLike) -> TrainConfig:
-    p = Path(d) / CONFIG
+def _read_json(p: Path, what: str) -> dict[str, Any]:
     try:
         data = json.loads(p.read_text())
     except (OSError, ValueError) as e:
-        raise CheckpointError(f"cannot read checkpoint config {p}: {e}") from None
+        raise CheckpointError(f"cannot read {what} {p}: {e}") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{what} {p} does not hold a JSON object")
+    return data
+
+
+def read_config(d: str | os.PathLike) -> TrainConfig:
+    """The run config saved with a checkpoint (``config.json``).
+
+    Keys this version does not know (renamed or dropped since) are ignored with a logged note.
+
+    Raises:
+        CheckpointError: the file is missing, does not parse, or a known key holds an invalid value.
+    """
+    p = Path(d) / CONFIG
+    data = _read_json(p, "checkpoint config")
+    known = type_hints()
+    unknown = sorted(k for k in data if k not in known)
+    if unknown:
+        log.warning("%s: ignoring key(s) this version does not know: %s", p, ", ".join(unknown))
     try:
-        return config_from_dict(data)
+        return config_from_dict({k: v for k, v in data.items() if k in known})
     except SwiniqaError as e:
         raise CheckpointError(f"checkpoint config {p} is not valid for this version: {e}") from None
+
+
+def read_model_json(d: str | os.PathLike) -> tuple[ModelConfig, dict[str, Any]]:
+    """``(architecture, inference settings)`` of a checkpoint: from ``model.json``, or for a checkpoint
+    written before it existed, from the architecture (and inference) keys of its ``config.json``.
+
+    Raises:
+        CheckpointError: neither file is readable, or an architecture value is invalid.
+    """
+    d = Path(d)
+    if (d / MODEL).is_file():
+        data = _read_json(d / MODEL, "model description")
+        arch, inference, source = data.get("model"), data.get("inference") or {}, d / MODEL
+        if not isinstance(arch, dict) or not isinstance(inference, dict):
+            raise CheckpointError(f"model description {source} has no 'model' object; the file is damaged")
+        note = logging.WARNING
+    elif (d / CONFIG).is_file():
+        arch = inference = _read_json(d / CONFIG, "checkpoint config")
+        source, note = d / CONFIG, logging.INFO
+    else:
+        raise CheckpointError(f"{d} has neither {MODEL} nor {CONFIG}, so its architecture is unknown")
+    try:
+        mcfg = ModelConfig.from_dict(arch, source=str(source), note_level=note)
+    except SwiniqaError as e:
+        raise CheckpointError(f"model description {source} is not valid for this version: {e}") from None
+    return mcfg, {k: inference[k] for k in INFERENCE_KEYS if k in inference}
+
+
+def read_model_config(d: str | os.PathLike) -> ModelConfig:
+    """The architecture a checkpoint was written with (see :func:`read_model_json`)."""
+    return read_model_json(d)[0]
+
+
+def _scoring_config(mcfg: ModelConfig, inference: dict[str, Any], source: Path) -> TrainConfig:
+    """A TrainConfig for the scoring code: the architecture and inference settings of a checkpoint; its
+    training keys are defaults (the run's own are in ``config.json``, see :func:`read_config`)."""
+    first = {**mcfg.to_dict(), "pretrained": False, "pretrained_path": None,
+             "resize": inference.get("resize"), "resize_short": inference.get("resize_short")}
+    try:
+        cfg = TrainConfig().replace(**first)
+    except SwiniqaError as e:
+        raise CheckpointError(f"{source}: resize settings not valid for this version: {e}") from None
+    for k in ("dataset", "test_patches", "seed"):
+        if k in inference:
+            try:
+                cfg = cfg.replace(**{k: inference[k]})
+            except SwiniqaError as e:
+                log.warning("%s: ignoring %s (%s)", source, k, e)
+    return cfg
 
 
 def read_state(d: str | os.PathLike) -> Optional[dict[str, Any]]:
@@ -242,12 +339,36 @@ def read_state(d: str | os.PathLike) -> Optional[dict[str, Any]]:
 
 
 def read_weights(d: str | os.PathLike, best: bool = False) -> dict[str, torch.Tensor]:
+    """This epoch's weights (or, with ``best``, the best epoch's when saved apart), wrapper prefixes stripped.
+
+    Raises:
+        CheckpointError: the file is missing or not a safetensors file.
+    """
     d = Path(d)
     p = d / BEST_WEIGHTS if best and (d / BEST_WEIGHTS).is_file() else d / WEIGHTS
     try:
-        return load_file(str(p))
+        return clean_state_dict(load_file(str(p)))
     except Exception as e:  # noqa: BLE001
         raise CheckpointError(f"cannot read weights {p}: {str(e).splitlines()[0]}") from None
+
+
+def check_resume(d: str | os.PathLike, cfg: TrainConfig) -> None:
+    """Refuse to resume from checkpoint ``d`` unless it is complete and of the model ``cfg`` asks for.
+
+    Reusing ``--name`` resumes that run; with another architecture the weights cannot fit, so say that
+    instead of a tensor size mismatch.
+
+    Raises:
+        CheckpointError: naming the checkpoint and, for another model, the keys that differ.
+    """
+    require_complete(d)
+    saved = read_model_config(d)
+    diffs = cfg.model_config().differences(saved)
+    if diffs:
+        raise CheckpointError(
+            f"this run's folder already holds a different model (checkpoint {d}; asked now vs saved: "
+            f"{', '.join(diffs)}); reusing a name resumes that run, so give a new --name (for `tune --resume`, a "
+            "new experiment name) or the same model settings")
 
 
 def _looks_like_checkpoint(d: Path) -> bool:
@@ -337,21 +458,37 @@ def resolve_checkpoint(path: str | os.PathLike, metric: str = "val_srcc") -> Pat
 
 
 def load_model(path: str | os.PathLike, device: str = "cpu") -> tuple[torch.nn.Module, TrainConfig]:
-    """Rebuild the model a checkpoint describes and load its weights (no flags need repeating)."""
+    """Rebuild the model a checkpoint describes and load its weights (no flags need repeating).
+
+    The architecture comes from ``model.json`` alone (an older checkpoint's ``config.json`` otherwise, of
+    which only the architecture keys are read), so later changes to training keys never break loading.
+
+    Args:
+        path: a checkpoint folder, a run/experiment folder (its best complete checkpoint), or a weights file
+            with ``model.json``/``config.json`` beside it.
+        device: where to put the model.
+    Returns:
+        ``(model in eval mode, cfg)``; ``cfg`` holds the architecture and the inference settings saved with
+        it (``dataset``, ``resize``, ``resize_short``, ``test_patches``, ``seed``); its other keys are
+        defaults (use :func:`read_config` for the run's full config).
+    Raises:
+        CheckpointError: nothing there, an incomplete or damaged checkpoint, unsafe or mismatched weights.
+    """
     from swiniqa.models import build_model
 
     p = Path(path)
     if p.is_file() and (p.suffix in FOREIGN_SUFFIXES or (p.suffix == ".safetensors" and not (p.parent / METRICS).is_file())):
-        sd = read_foreign_state_dict(p)  # weights-only: a code-running pickle is refused here
-        if not (p.parent / CONFIG).is_file():
-            raise CheckpointError(f"{p} has no {CONFIG} beside it, so its architecture is unknown; convert it with "
-                                  f"`swiniqa import-weights {p} --preset paper --out DIR` (plus --model-size/--set)")
+        sd = clean_state_dict(read_foreign_state_dict(p))  # weights-only: a code-running pickle is refused here
+        if not ((p.parent / MODEL).is_file() or (p.parent / CONFIG).is_file()):
+            raise CheckpointError(f"{p} has no {MODEL} or {CONFIG} beside it, so its architecture is unknown; convert "
+                                  f"it with `swiniqa import-weights {p} --preset paper --out DIR` (plus --model-size/--set)")
         d = p.parent
     else:
         d = require_complete(resolve_checkpoint(path))
         sd = read_weights(d)
-    cfg = read_config(d).replace(pretrained=False, pretrained_path=None)
-    model = build_model(cfg)
+    mcfg, inference = read_model_json(d)
+    cfg = _scoring_config(mcfg, inference, d)
+    model = build_model(mcfg, pretrained=False)
     own = model.state_dict()
     missing = [k for k in own if k not in sd]
     unexpected = [k for k in sd if k not in own]
@@ -392,7 +529,7 @@ def read_foreign_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             break
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise CheckpointError(f"{p} holds no state dict of tensors; expected a mapping name -> tensor")
-    return {k[7:] if k.startswith("module.") else k: v for k, v in obj.items()}
+    return clean_state_dict(obj)
 
 
 def import_weights(path: str | os.PathLike, cfg: TrainConfig, out: str | os.PathLike) -> Path:
