@@ -5,8 +5,10 @@
                                         metrics.json, state.pt, manifest.json (written last)
         history.csv, curves.png, tensorboard/
     <experiment>/                       a ``swiniqa tune`` study
-        train/<cell>-seed<k>/           each trial's run folder (as above)
-        results.json                    one row per trial; final.json per trial; posthoc_test.json
+        study.json                      what was asked (written before the sweep)
+        train/<cell>-seed<k>/           each trial's run folder (as above) + final.json
+        results.json, posthoc_test.json one row per trial; test metrics of ASHA-stopped trials
+        report/                         tables and figures
 """
 
 from __future__ import annotations
@@ -22,9 +24,12 @@ MANIFEST = "manifest.json"
 
 # --- a Tune experiment ----------------------------------------------------------------------------
 TRAIN_DIR = "train"
+STUDY_FILE = "study.json"
 RESULTS_FILE = "results.json"
 POSTHOC_FILE = "posthoc_test.json"
+#: The worker's final metrics, written by the trial next to its Train run (``train/<run>/final.json``).
 FINAL_FILE = "final.json"
+REPORT_DIR = "report"
 
 
 def checkpoint_dir_name(epoch: int) -> str:
@@ -32,5 +37,5 @@ def checkpoint_dir_name(epoch: int) -> str:
     return f"checkpoint_epoch{int(epoch):04d}"
 
 
-__all__ = ["WEIGHTS", "BEST_WEIGHTS", "CONFIG", "METRICS", "STATE", "MODEL", "MANIFEST", "TRAIN_DIR",
-           "RESULTS_FILE", "POSTHOC_FILE", "FINAL_FILE", "checkpoint_dir_name"]
+__all__ = ["WEIGHTS", "BEST_WEIGHTS", "CONFIG", "METRICS", "STATE", "MODEL", "MANIFEST", "TRAIN_DIR", "STUDY_FILE",
+           "RESULTS_FILE", "POSTHOC_FILE", "FINAL_FILE", "REPORT_DIR", "checkpoint_dir_name"]

@@ -27,14 +27,10 @@ from typing import Any, Iterable, Optional
 import numpy as np
 
 from swiniqa.errors import SwiniqaError
+from swiniqa.layout import (FINAL_FILE, POSTHOC_FILE, REPORT_DIR, RESULTS_FILE, STUDY_FILE,  # noqa: F401 (re-exported)
+                            TRAIN_DIR, checkpoint_dir_name)
 from swiniqa.storage import is_remote
 
-STUDY_FILE = "study.json"
-RESULTS_FILE = "results.json"
-POSTHOC_FILE = "posthoc_test.json"
-#: The worker's final metrics, written by the trial next to its Train run (``train/<run>/final.json``).
-FINAL_FILE = "final.json"
-REPORT_DIR = "report"
 METRICS = ("test_srcc", "test_plcc", "val_srcc", "val_plcc")
 _NAMES = {"test_srcc": "test SRCC", "test_plcc": "test PLCC", "val_srcc": "val SRCC", "val_plcc": "val PLCC"}
 
@@ -324,7 +320,7 @@ def trial_row(exp_uri: str, meta: dict[str, Any], cell: str, seed: int, results:
         status = "pending"
     checkpoint = None
     if best_epoch:
-        checkpoint = _join(exp_uri, "train", run, f"checkpoint_epoch{best_epoch:04d}")
+        checkpoint = _join(exp_uri, TRAIN_DIR, run, checkpoint_dir_name(best_epoch))
         if not is_remote(exp_uri) and not os.path.isdir(checkpoint):
             checkpoint = None
     test = {k: _f((final or {}).get(k)) for k in ("test_srcc", "test_plcc", "test_krcc")}
@@ -367,7 +363,7 @@ def load_experiment(uri: str) -> Experiment:
 
     planned = [(c["name"], int(s)) for s in meta.get("seeds", []) for c in meta.get("cells", [])]
     found: dict[tuple[str, int], tuple[list, bool, Optional[str]]] = {}
-    skip = {"train", "tensorboard", REPORT_DIR}
+    skip = {TRAIN_DIR, "tensorboard", REPORT_DIR}
     for d in list_dirs(uri):
         if d in skip or d.startswith("."):
             continue
@@ -387,7 +383,7 @@ def load_experiment(uri: str) -> Experiment:
         run = run_name(cell, seed)
         final_file = None
         if not any(r.get("final_report") for r in results):
-            final_file = read_json(_join(uri, "train", run, FINAL_FILE))
+            final_file = read_json(_join(uri, TRAIN_DIR, run, FINAL_FILE))
         row, curve = trial_row(uri, meta, cell, seed, results, states.get(run), has_err, posthoc.get(run), err,
                                final_file if isinstance(final_file, dict) else None)
         rows.append(row)
@@ -569,7 +565,21 @@ def best_trial(exp: Experiment) -> Optional[dict[str, Any]]:
 
 
 def build_report(uri: str, progress: bool = False, plots: bool = True) -> dict[str, Any]:
-    """(Re)build ``results.json``, the tables and the figures of an experiment folder; return the summary."""
+    """(Re)build ``results.json``, the tables and the figures of an experiment folder (finished or partial).
+
+    Args:
+        uri: the experiment folder (local or ``s3://``/``gs://``), as :func:`~tune_experiments.driver.run_study`
+            wrote it.
+        progress: print the Markdown table's path on stderr.
+        plots: also draw the PNG figures.
+
+    Returns:
+        The summary: trial counts and status, per-cell means with 95 % CIs (``cells``), ``comparisons``,
+        ``best`` trial, and where the tables, plots and ``results.json`` were written.
+
+    Raises:
+        SwiniqaError: the folder holds no ``study.json`` (not an experiment) or cannot be read or written.
+    """
     exp = load_experiment(uri)
     uri = exp.uri
     meta = exp.meta
@@ -623,7 +633,7 @@ def build_report(uri: str, progress: bool = False, plots: bool = True) -> dict[s
                                "test_srcc_ci95_hi", "val_srcc_mean", "epochs_run_total"]].to_dict("records")),
     })
     if progress:
-        print(f"report: {summary['tables']['md']}", file=sys.stderr, flush=True)
+        print(f"report: {summary['tables']['md']}", file=sys.stderr, flush=True)  # progress line
     return _clean(summary)
 
 

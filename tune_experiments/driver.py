@@ -24,16 +24,19 @@ split once (same code as the worker's), recorded in ``posthoc_test.json``.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import sys
 import time
+from dataclasses import dataclass
 from typing import Any, Optional, Sequence, Union
 
 import ray.tune
 
 from swiniqa.config import TrainConfig, apply_overrides, config_from_dict, load_file, preset as load_preset
 from swiniqa.errors import ConfigError, SwiniqaError
+from swiniqa.layout import FINAL_FILE, POSTHOC_FILE, STUDY_FILE, TRAIN_DIR
 from swiniqa.storage import ensure_writable, is_remote
 from tune_experiments.grids import Study, get_study, resolve_cells, run_name, trial_specs, uses_cpu_stand_ins
 
@@ -48,6 +51,13 @@ DEMO_TUNE_DEFAULTS: dict[str, Any] = dict(
 #: Keys whose difference makes an experiment folder a different experiment (checked on --resume).
 _IDENTITY_IGNORES = ("output", "name")
 DRIVER_RESOURCE = "TRAIN_DRIVER"
+log = logging.getLogger("swiniqa.tune")
+
+
+def _show(line: str) -> None:
+    """A progress line on stderr (only called when the caller asked for ``progress``); problems go to
+    ``log`` instead, so they reach whatever handler the application configured."""
+    print(line, file=sys.stderr, flush=True)
 
 
 def tune_base_config(preset_name: Optional[str] = "demo", config_file: Optional[str] = None,
@@ -89,7 +99,7 @@ def study_trial(config: dict[str, Any], exp_uri: str = "", configs: Optional[dic
     cell, seed = config["cell"], int(config["seed"])
     cfg = config_from_dict(configs[cell]).replace(seed=seed)
     run = run_name(cell, seed)
-    trainer, _ = make_trainer(cfg, run, f"{exp_uri}/train", splits[seed], callbacks=[TuneReportCallback()],
+    trainer, _ = make_trainer(cfg, run, f"{exp_uri}/{TRAIN_DIR}", splits[seed], callbacks=[TuneReportCallback()],
                               tensorboard=f"{exp_uri}/tensorboard/{run}")
     try:
         result = trainer.fit()
@@ -98,16 +108,16 @@ def study_trial(config: dict[str, Any], exp_uri: str = "", configs: Optional[dic
     final = dict(result.return_value or {})
     history = final.pop("history", [])
     # Also next to the Train run: Tune syncs its trial folder lazily, a killed driver can lose this row.
-    from tune_experiments.aggregate import FINAL_FILE, write_json
+    from tune_experiments.aggregate import write_json
 
     try:
-        write_json(f"{exp_uri}/train/{run}/{FINAL_FILE}", final)
+        write_json(f"{exp_uri}/{TRAIN_DIR}/{run}/{FINAL_FILE}", final)
     except SwiniqaError:
         pass
     try:
         from swiniqa.training.curves import write_history
 
-        write_history(f"{exp_uri}/train/{run}", history, run)
+        write_history(f"{exp_uri}/{TRAIN_DIR}/{run}", history, run)
     except SwiniqaError:
         pass
     # Last row of the trial: the worker's test metrics of its best-validation weights.
@@ -141,8 +151,8 @@ class TrialLines(ray.tune.Callback):
             how = what
             ep = r.get("epoch", 0)
             extra = f"val SRCC {_fmt(r.get('val_srcc'))}  best {_fmt(r.get('best_val_srcc'))}@{r.get('best_epoch', '-')}"
-        print(f"[{n}/{self.total}] {_trial_name(trial)}: {how} after {ep}/{self.epochs} epochs  {extra}  "
-              f"{_fmt(r.get('time_total_s'), '.0f')}s", file=sys.stderr, flush=True)
+        _show(f"[{n}/{self.total}] {_trial_name(trial)}: {how} after {ep}/{self.epochs} epochs  {extra}  "
+                 f"{_fmt(r.get('time_total_s'), '.0f')}s")
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         self._line(trials, trial, "early-stopped (ASHA)")
@@ -180,8 +190,8 @@ def release_leaked_placement_groups(bundle: dict[str, float], workers: int, unus
     except Exception as e:  # noqa: BLE001 - state API unavailable: try again later
         if not _JANITOR_WARNED:
             _JANITOR_WARNED.append(1)
-            print(f"swiniqa: warning: cannot list placement groups ({str(e).splitlines()[0][:200]}); stopped "
-                  "trials' workers may keep their CPUs/GPUs", file=sys.stderr, flush=True)
+            log.warning(f"swiniqa: warning: cannot list placement groups ({str(e).splitlines()[0][:200]}); stopped "
+                        "trials' workers may keep their CPUs/GPUs")
         return 0
     used = {a.placement_group_id for a in actors if getattr(a, "placement_group_id", None)}
     want = [{k: float(v) for k, v in bundle.items() if v}] * workers
@@ -358,7 +368,7 @@ def run_posthoc_tests(exp_uri: str, rows: list[dict[str, Any]], splits: dict[int
     (ASHA-stopped trials); results are merged into ``<experiment>/posthoc_test.json``."""
     import ray
 
-    from tune_experiments.aggregate import POSTHOC_FILE, read_json, write_json
+    from tune_experiments.aggregate import read_json, write_json
 
     done = read_json(f"{exp_uri}/{POSTHOC_FILE}") or {}
     todo = [r for r in rows if r.get("status") == "early_stopped" and r.get("checkpoint")
@@ -375,7 +385,7 @@ def run_posthoc_tests(exp_uri: str, rows: list[dict[str, Any]], splits: dict[int
         if test:
             refs[r["run"]] = (task.remote(r["config"], test, r["checkpoint"], cpus), r["checkpoint"])
     if progress and refs:
-        print(f"testing the best checkpoint of {len(refs)} early-stopped trial(s)", file=sys.stderr, flush=True)
+        _show(f"testing the best checkpoint of {len(refs)} early-stopped trial(s)")
     for run, (ref, ckpt) in refs.items():
         try:
             done[run] = {**ray.get(ref), "checkpoint": ckpt}
@@ -432,22 +442,29 @@ def study_meta(study: Study, base: TrainConfig, seeds: Sequence[int], cpu_stand_
     }
 
 
-def run_study(study: Union[str, Study], base_cfg: TrainConfig, seeds: Union[int, Sequence[int]] = 1,
-              output: Optional[str] = None, name: Optional[str] = None, resume: bool = False,
-              dry_run: bool = False, progress: bool = True, *, preset: Optional[str] = None,
-              max_concurrent: Optional[int] = None, early_stopping: bool = True, grace_period: int = 2,
-              reduction_factor: int = 2, cpu_stand_ins: Optional[bool] = None, check_data: bool = True
-              ) -> dict[str, Any]:
-    """Run (or continue, or list) every (cell, seed) trial of ``study`` on Ray Tune; return the summary.
+@dataclass
+class _Plan:
+    """A study resolved against its base config: what :func:`run_study` runs (or lists with ``dry_run``)."""
 
-    ``seeds``: a count K (seeds ``base_cfg.seed .. +K-1``) or explicit seeds. ``output``: local folder or
-    ``s3://``/``gs://`` URI (default ``base_cfg.output``). ``name``: experiment folder name (default
-    ``<study>-<preset>``); reusing it needs ``resume=True``, which continues the sweep (finished trials
-    are not rerun, interrupted ones resume their Train run from its latest checkpoint). ``dry_run``
-    returns ``{"trials": [config, ...]}`` and runs nothing. Everything the user can get wrong (config,
-    data, output) is checked before Tune starts.
-    """
-    t0 = time.time()
+    study: Study
+    base: TrainConfig
+    seeds: list[int]
+    name: str
+    output: str
+    exp_uri: str
+    specs: list[dict[str, Any]]
+    cells: list
+    notes: list[str]
+    asha_on: bool
+    grace_period: int
+    reduction_factor: int
+    meta: dict[str, Any]
+
+
+def _plan(study: Union[str, Study], base_cfg: TrainConfig, seeds: Union[int, Sequence[int]], output: Optional[str],
+          name: Optional[str], preset: Optional[str], early_stopping: bool, grace_period: int,
+          reduction_factor: int, cpu_stand_ins: Optional[bool]) -> _Plan:
+    """Validate the arguments and build every trial's config (nothing touches storage or Ray)."""
     st = get_study(study) if isinstance(study, str) else study
     seed_list = list(range(base_cfg.seed, base_cfg.seed + int(seeds))) if isinstance(seeds, int) else \
         [int(s) for s in seeds]
@@ -464,7 +481,7 @@ def run_study(study: Union[str, Study], base_cfg: TrainConfig, seeds: Union[int,
         raise ConfigError(f"experiment name '{name}' must be a plain folder name")
     output = output or base_cfg.output
     exp_uri = f"{output.rstrip('/')}/{name}" if is_remote(output) else os.path.join(os.path.abspath(output), name)
-    base = base_cfg.replace(name=None, output=f"{exp_uri}/train")
+    base = base_cfg.replace(name=None, output=f"{exp_uri}/{TRAIN_DIR}")
     specs, notes = trial_specs(st, base, seed_list, demo)  # builds (validates) every trial's config
     cells, _ = resolve_cells(st, base, demo)
     asha_on = bool(early_stopping and base.epochs - 1 >= grace_period)
@@ -473,85 +490,79 @@ def run_study(study: Union[str, Study], base_cfg: TrainConfig, seeds: Union[int,
     meta = study_meta(st, base, seed_list, demo, name, notes, preset_tag,
                       early_stopping={"asha": asha_on, "grace_period": grace_period,
                                       "reduction_factor": reduction_factor})
-    full_grid = meta["epochs_full_grid"]
-    if dry_run:
-        return {"study": st.name, "experiment": exp_uri, "dry_run": True, "trials": specs, "cells": len(cells),
-                "seeds": seed_list, "epochs_full_grid": full_grid, "notes": notes,
-                "early_stopping": meta["early_stopping"]}
+    return _Plan(st, base, seed_list, name, output, exp_uri, specs, cells, list(notes), asha_on, grace_period,
+                 reduction_factor, meta)
 
-    from tune_experiments.aggregate import STUDY_FILE, build_report, read_json, write_json
 
-    ensure_writable(output)
-    saved = read_json(f"{exp_uri}/{STUDY_FILE}")
+def _preflight(plan: _Plan, resume: bool) -> Optional[dict[str, Any]]:
+    """Refuse what would fail inside Tune: an unwritable output, an existing experiment without
+    ``resume`` (or with other settings), ``use_gpu`` without a GPU. Returns the saved ``study.json``."""
+    from tune_experiments.aggregate import read_json
+
+    ensure_writable(plan.output)
+    saved = read_json(f"{plan.exp_uri}/{STUDY_FILE}")
     if saved is not None and not resume:
-        raise SwiniqaError(f"experiment {exp_uri} already exists; pass --resume to continue it, "
+        raise SwiniqaError(f"experiment {plan.exp_uri} already exists; pass --resume to continue it, "
                            "`swiniqa report` to rebuild its tables, or --name for a new experiment")
     if saved is not None:
-        _check_same_experiment(saved, meta, exp_uri)
-    if base.use_gpu:
+        _check_same_experiment(saved, plan.meta, plan.exp_uri)
+    if plan.base.use_gpu:
         import torch
 
         if not torch.cuda.is_available() and not os.environ.get("RAY_ADDRESS"):
             raise SwiniqaError("use_gpu is set (paper preset) but this machine has no CUDA GPU; use --preset demo "
                                "on CPU, or submit to a GPU cluster (RAY_ADDRESS)")
-    splits, data_report = _splits_for_seeds(base, seed_list, check=check_data, progress=progress)
+    return saved
 
-    from swiniqa.training.trainer import ensure_ray
 
-    ensure_ray()
+def _announce(plan: _Plan, restoring: bool, n_conc: int) -> None:
+    base = plan.base
+    _show(f"tune {plan.study.name}: {'resuming' if restoring else 'starting'} {len(plan.cells)} cells x "
+             f"{len(plan.seeds)} seed(s) = {len(plan.specs)} trials, {base.epochs} epochs each, {n_conc} at a time "
+             f"({base.num_workers} worker(s) x {base.cpus_per_worker:g} CPU{' + 1 GPU' if base.use_gpu else ''} "
+             f"per trial); early stopping: "
+             f"{'ASHA on val SRCC (grace ' + str(plan.grace_period) + ' epochs) + ' if plan.asha_on else ''}"
+             f"patience {base.patience}; experiment {plan.exp_uri}")
+    for n in plan.notes:
+        _show(f"  note: {n}")
+
+
+def _new_tuner(plan: _Plan, trainable, n_conc: int, progress: bool):
+    """A fresh Tuner over the (cell, seed) grid: ASHA (or FIFO), JSON/CSV loggers, the janitor."""
+    from ray.tune import Tuner
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
-    driver_res, n_conc, rnotes = plan_resources(base, len(specs), max_concurrent)
-    notes = notes + rnotes
-    configs = {c.name: c.config(base, seed_list[0]).to_dict() for c in cells}
-    trainable = ray.tune.with_resources(
-        ray.tune.with_parameters(study_trial, exp_uri=exp_uri, configs=configs, splits=splits), driver_res)
-
-    from ray.tune import Tuner
-
-    restoring = bool(resume and Tuner.can_restore(exp_uri))
-    if progress:
-        what = "resuming" if restoring else "starting"
-        print(f"tune {st.name}: {what} {len(cells)} cells x {len(seed_list)} seed(s) = {len(specs)} trials, "
-              f"{base.epochs} epochs each, {n_conc} at a time ({base.num_workers} worker(s) x "
-              f"{base.cpus_per_worker:g} CPU{' + 1 GPU' if base.use_gpu else ''} per trial); "
-              f"early stopping: {'ASHA on val SRCC (grace ' + str(grace_period) + ' epochs) + ' if asha_on else ''}"
-              f"patience {base.patience}; experiment {exp_uri}", file=sys.stderr, flush=True)
-        for n in notes:
-            print(f"  note: {n}", file=sys.stderr, flush=True)
-    if saved is None:
-        write_json(f"{exp_uri}/{STUDY_FILE}", meta)
-
-    if restoring:
-        tuner = Tuner.restore(exp_uri, trainable=trainable, resume_unfinished=True, resume_errored=True)
+    base = plan.base
+    if plan.asha_on:
+        # Rungs at grace * rf^k strictly before the last epoch (ASHA puts one at max_t when max_t/grace is
+        # a power of rf: a trial stopped there would lose its test evaluation for nothing).
+        scheduler = ASHAScheduler(time_attr="epoch", max_t=base.epochs - 1, grace_period=plan.grace_period,
+                                  reduction_factor=plan.reduction_factor, stop_last_trials=False)
     else:
-        if resume and progress:
-            print("  note: nothing to resume there yet; starting the sweep", file=sys.stderr, flush=True)
-        if asha_on:
-            # Rungs at grace * rf^k strictly before the last epoch (ASHA puts one at max_t when max_t/grace is
-            # a power of rf: a trial stopped there would lose its test evaluation for nothing).
-            scheduler = ASHAScheduler(time_attr="epoch", max_t=base.epochs - 1, grace_period=grace_period,
-                                      reduction_factor=reduction_factor, stop_last_trials=False)
-        else:
-            scheduler = FIFOScheduler()
-        callbacks = [JsonLoggerCallback(), CSVLoggerCallback(),
-                     PlacementGroupJanitor(_worker_bundle(base), base.num_workers)]
-        if progress:
-            callbacks.append(TrialLines(len(specs), base.epochs))
-        tuner = Tuner(
-            trainable,
-            param_space={"cell": ray.tune.grid_search([c.name for c in cells]),
-                         "seed": ray.tune.grid_search(seed_list)},
-            tune_config=ray.tune.TuneConfig(metric="val_srcc", mode="max", scheduler=scheduler,
-                                            max_concurrent_trials=n_conc, trial_dirname_creator=_trial_dirname,
-                                            trial_name_creator=_trial_name),
-            run_config=ray.tune.RunConfig(name=name, storage_path=output, verbose=0, callbacks=callbacks,
-                                          failure_config=ray.tune.FailureConfig(max_failures=0)),
-        )
-    # Tune's own TensorBoard logger would duplicate every curve (by training iteration) in each
-    # trial folder; our curves (by epoch) are under tensorboard/. JSON/CSV loggers are passed explicitly.
-    # The new output engine prints its experiment table to stdout even with verbose=0: use the old one.
+        scheduler = FIFOScheduler()
+    callbacks = [JsonLoggerCallback(), CSVLoggerCallback(),
+                 PlacementGroupJanitor(_worker_bundle(base), base.num_workers)]
+    if progress:
+        callbacks.append(TrialLines(len(plan.specs), base.epochs))
+    return Tuner(
+        trainable,
+        param_space={"cell": ray.tune.grid_search([c.name for c in plan.cells]),
+                     "seed": ray.tune.grid_search(plan.seeds)},
+        tune_config=ray.tune.TuneConfig(metric="val_srcc", mode="max", scheduler=scheduler,
+                                        max_concurrent_trials=n_conc, trial_dirname_creator=_trial_dirname,
+                                        trial_name_creator=_trial_name),
+        run_config=ray.tune.RunConfig(name=plan.name, storage_path=plan.output, verbose=0, callbacks=callbacks,
+                                      failure_config=ray.tune.FailureConfig(max_failures=0)),
+    )
+
+
+def _fit(tuner) -> None:
+    """``tuner.fit()`` with Tune's auto loggers and new output engine off (restored afterwards).
+
+    Tune's own TensorBoard logger would duplicate every curve (by training iteration) in each trial folder;
+    our curves (by epoch) are under tensorboard/. The new output engine prints its experiment table to
+    stdout even with verbose=0: use the old one."""
     env = {"TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1", "RAY_AIR_NEW_OUTPUT": "0"}
     saved_env = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
@@ -563,16 +574,88 @@ def run_study(study: Union[str, Study], base_cfg: TrainConfig, seeds: Union[int,
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+def run_study(study: Union[str, Study], base_cfg: TrainConfig, seeds: Union[int, Sequence[int]] = 1,
+              output: Optional[str] = None, name: Optional[str] = None, resume: bool = False,
+              dry_run: bool = False, progress: bool = True, *, preset: Optional[str] = None,
+              max_concurrent: Optional[int] = None, early_stopping: bool = True, grace_period: int = 2,
+              reduction_factor: int = 2, cpu_stand_ins: Optional[bool] = None, check_data: bool = True
+              ) -> dict[str, Any]:
+    """Run (or continue, or list) every (cell, seed) trial of ``study`` on Ray Tune; return the summary.
+
+    Everything the user can get wrong (config, data, output) is checked before Tune starts.
+
+    Args:
+        study: a study name (:data:`tune_experiments.grids.STUDIES`) or a :class:`~tune_experiments.grids.Study`.
+        base_cfg: the config every cell overrides (e.g. :func:`tune_base_config`).
+        seeds: a count K (seeds ``base_cfg.seed .. +K-1``) or explicit seeds.
+        output: local folder or ``s3://``/``gs://`` URI (default ``base_cfg.output``).
+        name: experiment folder name (default ``<study>-<preset>``); reusing it needs ``resume``.
+        resume: continue the sweep (finished trials are not rerun, interrupted ones resume their Train run
+            from its latest checkpoint).
+        dry_run: return ``{"trials": [config, ...], ...}`` and run nothing.
+        progress: a line on stderr when the sweep starts and per finished trial.
+        preset: tag recorded in ``study.json`` (default derived from the config).
+        max_concurrent: trials at a time (default: what the cluster fits).
+        early_stopping, grace_period, reduction_factor: ASHA on validation SRCC.
+        cpu_stand_ins: map paper sizes to CPU sizes (default: when the base config is a CPU one).
+        check_data: decode-check the dataset once before the sweep.
+
+    Returns:
+        The report summary of :func:`tune_experiments.aggregate.build_report` plus ``experiment``,
+        ``resumed``, ``max_concurrent_trials``, ``data``, ``notes`` and ``wall_time_s``.
+
+    Raises:
+        ConfigError: bad seeds, ASHA settings or experiment name.
+        SwiniqaError: the experiment exists (without ``resume``, or with other settings), no GPU for
+            ``use_gpu``, or the cluster cannot fit one trial.
+        DataError: the dataset cannot be read or split.
+    """
+    t0 = time.time()
+    plan = _plan(study, base_cfg, seeds, output, name, preset, early_stopping, grace_period, reduction_factor,
+                 cpu_stand_ins)
+    if dry_run:
+        return {"study": plan.study.name, "experiment": plan.exp_uri, "dry_run": True, "trials": plan.specs,
+                "cells": len(plan.cells), "seeds": plan.seeds, "epochs_full_grid": plan.meta["epochs_full_grid"],
+                "notes": plan.notes, "early_stopping": plan.meta["early_stopping"]}
+    saved = _preflight(plan, resume)
+    base = plan.base
+    splits, data_report = _splits_for_seeds(base, plan.seeds, check=check_data, progress=progress)
+
+    from ray.tune import Tuner
+
+    from swiniqa.training.trainer import ensure_ray
+    from tune_experiments.aggregate import build_report, load_experiment, write_json
+
+    ensure_ray()
+    driver_res, n_conc, rnotes = plan_resources(base, len(plan.specs), max_concurrent)
+    plan.notes += rnotes
+    from swiniqa.resources import require_resources  # a cluster short of one trial's workers: say it waits
+    from swiniqa.training.trainer import cpus_per_worker
+
+    require_resources(base.num_workers, cpus_per_worker(base), base.use_gpu)
+    configs = {c.name: c.config(base, plan.seeds[0]).to_dict() for c in plan.cells}
+    trainable = ray.tune.with_resources(
+        ray.tune.with_parameters(study_trial, exp_uri=plan.exp_uri, configs=configs, splits=splits), driver_res)
+    restoring = bool(resume and Tuner.can_restore(plan.exp_uri))
+    if progress:
+        _announce(plan, restoring, n_conc)
+    if saved is None:
+        write_json(f"{plan.exp_uri}/{STUDY_FILE}", plan.meta)
+    if restoring:
+        tuner = Tuner.restore(plan.exp_uri, trainable=trainable, resume_unfinished=True, resume_errored=True)
+    else:
+        if resume and progress:
+            _show("  note: nothing to resume there yet; starting the sweep")
+        tuner = _new_tuner(plan, trainable, n_conc, progress)
+    _fit(tuner)
     # Nothing runs now: whatever worker placement group is left is a leak (see release_leaked_placement_groups).
     release_leaked_placement_groups(_worker_bundle(base), base.num_workers, {}, grace_s=0.0)
-
-    from tune_experiments.aggregate import load_experiment
-
-    exp = load_experiment(exp_uri)
-    run_posthoc_tests(exp_uri, exp.rows, splits, base, progress=progress)
-    summary = build_report(exp_uri, progress=progress)
-    summary.update({"experiment": exp_uri, "resumed": restoring, "max_concurrent_trials": n_conc,
-                    "data": data_report, "notes": notes, "wall_time_s": round(time.time() - t0, 1)})
+    run_posthoc_tests(plan.exp_uri, load_experiment(plan.exp_uri).rows, splits, base, progress=progress)
+    summary = build_report(plan.exp_uri, progress=progress)
+    summary.update({"experiment": plan.exp_uri, "resumed": restoring, "max_concurrent_trials": n_conc,
+                    "data": data_report, "notes": plan.notes, "wall_time_s": round(time.time() - t0, 1)})
     return summary
 
 

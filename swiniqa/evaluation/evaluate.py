@@ -146,13 +146,29 @@ def evaluate_dataset(model: torch.nn.Module, cfg: TrainConfig, info: DatasetInfo
                      check: bool = False) -> tuple[dict[str, Any], list[tuple[str, float, float]]]:
     """Score every image of ``info`` and compare with its labels.
 
-    Returns ``(metrics, predictions)``: ``metrics`` holds srcc, plcc, plcc_fit, krcc, rmse, rmse_fit,
-    n_images plus what was done (dataset, patches, resize, resize_short, seconds); ``predictions`` is one
-    ``(image, mos, pred)`` per image in label-file order, ``image`` relative to the dataset root, ``mos``
-    the label file's original value (not negated), ``pred`` the model's score (checkpoint units, higher =
-    better). ``resize``/``resize_short`` override :func:`preprocessing`'s per-dataset defaults
-    (``resize=None`` = native size). ``check=True`` decodes every image first with
-    :func:`swiniqa.data.check.check_dataset` (remembered in its cache) so a broken file fails in seconds.
+    Args:
+        model: the IQA model (e.g. from :func:`swiniqa.training.checkpoint.load_model`).
+        cfg: its config (patch size, test patches, seed, preprocessing).
+        info: the dataset (:func:`swiniqa.data.records.read_dataset`).
+        patches: crops per image (default ``cfg.test_patches``).
+        batch_size: patches per forward pass.
+        device: default CUDA when available.
+        resize, resize_short: override :func:`preprocessing`'s per-dataset defaults (``resize=None`` =
+            native size).
+        progress: one updating stderr line.
+        threads: decode threads.
+        check: decode every image first with :func:`swiniqa.data.check.check_dataset` (remembered in its
+            cache) so a broken file fails in seconds.
+
+    Returns:
+        ``(metrics, predictions)``: ``metrics`` holds srcc, plcc, plcc_fit, krcc, rmse, rmse_fit, n_images
+        plus what was done (dataset, patches, resize, resize_short, seconds); ``predictions`` is one
+        ``(image, mos, pred)`` per image in label-file order, ``image`` relative to the dataset root,
+        ``mos`` the label file's original value (not negated), ``pred`` the model's score (checkpoint
+        units, higher = better).
+
+    Raises:
+        DataError: no images, bad ``patches``/``resize``, or a missing, empty or undecodable image.
     """
     name = info.name
     if not info.records:
@@ -189,7 +205,18 @@ def evaluate_dataset(model: torch.nn.Module, cfg: TrainConfig, info: DatasetInfo
 
 
 def write_predictions(predictions: Sequence[tuple[str, float, float]], path: str | os.PathLike) -> str:
-    """Write ``image,mos,pred`` rows (one per image) to ``path`` (folders created); returns the path."""
+    """Write ``image,mos,pred`` rows (one per image) to ``path``, atomically (folders created).
+
+    Args:
+        predictions: ``(image, mos, pred)`` rows, as :func:`evaluate_dataset` returns them.
+        path: the CSV file.
+
+    Returns:
+        ``path`` as a string.
+
+    Raises:
+        DataError: the file cannot be written.
+    """
     path = os.fspath(path)
     parent = os.path.dirname(os.path.abspath(path))
     try:

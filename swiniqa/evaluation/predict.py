@@ -119,13 +119,30 @@ def predict_images(checkpoint: Union[str, os.PathLike, tuple[torch.nn.Module, Tr
                    batch_size: int = 64, patches: Optional[int] = None, device: Optional[str] = None,
                    progress: bool = True, resize: Any = "default", resize_short: Optional[int] = None,
                    recursive: bool = False, threads: Optional[int] = None) -> list[dict[str, Any]]:
-    """Score every image ``inputs`` names; one ``{"image", "score"}`` per image, input order (inputs that name
-    nothing last).
+    """Score every image ``inputs`` names.
 
-    ``checkpoint`` is a checkpoint folder, a run/experiment folder (its best checkpoint), or an already
-    loaded ``(model, cfg)``. Unreadable files and inputs that name nothing come back as
-    ``{"image", "score": None, "error": reason}``; the rest are still scored. Raises :class:`DataError`
-    only when nothing at all could be found.
+    Each image's score is the mean over ``patches`` fixed crops seeded by the file's bytes, so the same
+    image scores the same under any name and in any company.
+
+    Args:
+        checkpoint: a checkpoint folder, a run/experiment folder (its best checkpoint), or an already loaded
+            ``(model, cfg)``.
+        inputs: files, folders and glob patterns (see :func:`collect_images`).
+        batch_size: patches per forward pass.
+        patches: crops per image (default the checkpoint's ``test_patches``).
+        device: default CUDA when available.
+        progress: a progress bar on stderr.
+        resize, resize_short: override the checkpoint's preprocessing (``resize=None`` = native size).
+        recursive: scan sub-folders of folder inputs.
+        threads: decode threads.
+
+    Returns:
+        One ``{"image", "score"}`` per image in input order (inputs that name nothing last); unreadable
+        files and inputs that name nothing come back as ``{"image", "score": None, "error": reason}``.
+
+    Raises:
+        DataError: nothing at all could be found, or bad ``patches``/``resize``.
+        CheckpointError: the checkpoint cannot be found or loaded.
     """
     paths, input_errors = collect_images(inputs, recursive=recursive)
     if not paths:

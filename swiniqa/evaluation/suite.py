@@ -130,13 +130,26 @@ def evaluate_suite(checkpoint: Union[str, os.PathLike, tuple[torch.nn.Module, Tr
                    threads: Optional[int] = None) -> dict[str, Any]:
     """Evaluate one checkpoint on every dataset of ``suite``; returns rows, means and a Markdown table.
 
-    ``checkpoint``: a checkpoint folder, a run/experiment folder (its best checkpoint by validation SRCC)
-    or a loaded ``(model, cfg)``. ``resize_short`` replaces the short-side default of the datasets that
-    are resized by their short side (SPAQ); other per-dataset overrides go in the roots file.
-    ``predictions_dir`` gets one ``<dataset>.csv`` (image, mos, pred) per dataset.
-    Returns ``{"checkpoint", "suite", "rows", "mean_srcc", "mean_plcc", "markdown"}``; each row holds
-    dataset, name, kind, images, srcc, plcc, plcc_fit, krcc, rmse_fit, the study's reference numbers and
-    the preprocessing used.
+    Args:
+        checkpoint: a checkpoint folder, a run/experiment folder (its best checkpoint by validation SRCC)
+            or a loaded ``(model, cfg)``.
+        roots: a YAML roots file or a dict ``{dataset: root or {"root": ..., options}}``.
+        suite: the suite's name (:data:`SUITES`).
+        patches, batch_size, device, threads: as :func:`~swiniqa.evaluation.evaluate.evaluate_dataset`.
+        resize_short: replaces the short-side default of the datasets resized by their short side (SPAQ);
+            other per-dataset overrides go in the roots file.
+        progress: one updating stderr line per dataset.
+        predictions_dir: gets one ``<dataset>.csv`` (image, mos, pred) per dataset.
+        check: decode-check every dataset first.
+
+    Returns:
+        ``{"checkpoint", "suite", "rows", "mean_srcc", "mean_plcc", "markdown"}``; each row holds dataset,
+        name, kind, images, srcc, plcc, plcc_fit, krcc, rmse_fit, the study's reference numbers and the
+        preprocessing used.
+
+    Raises:
+        DataError: a required root is missing, or a dataset cannot be read.
+        CheckpointError: the checkpoint cannot be found or loaded.
     """
     source = f"roots file {roots}" if isinstance(roots, (str, os.PathLike)) else "roots"
     entries = load_roots(roots)
@@ -150,37 +163,15 @@ def evaluate_suite(checkpoint: Union[str, os.PathLike, tuple[torch.nn.Module, Tr
         infos[name] = read_dataset(name, root, **opts)
         _precheck_files(infos[name].records, name)
 
-    if isinstance(checkpoint, tuple):
-        model, cfg = checkpoint
-        ckpt = "(in-memory model)"
-    else:
-        from swiniqa.training.checkpoint import load_model, resolve_checkpoint
-
-        ckpt = str(resolve_checkpoint(checkpoint)) if not str(checkpoint).endswith(
-            (".pt", ".pth", ".pkl", ".bin", ".ckpt", ".safetensors")) else str(checkpoint)
-        model, cfg = load_model(ckpt)
-
+    model, cfg, ckpt = _load(checkpoint)
     rows = []
     for name in names:
-        _, _, ev = _options(entries[name])
-        rs: Any = ev.get("resize", "default")
-        rshort = ev.get("resize_short")
-        if rshort is None and resize_short and (EVAL_PREPROCESSING.get(name) or {}).get("resize_short"):
-            rshort = resize_short
-        if isinstance(rs, str) and rs != "default":
-            rs = None if rs.strip().lower() in ("none", "null", "native", "") else \
-                tuple(int(v) for v in rs.replace("x", ",").split(","))
+        ev = _options(entries[name])[2]
+        rs, rshort = _eval_resize(name, ev, resize_short)
         metrics, preds = evaluate_dataset(model, cfg, infos[name], patches=ev.get("patches", patches),
                                           batch_size=batch_size, device=device, resize=rs, resize_short=rshort,
                                           progress=progress, threads=threads, check=check)
-        display, kind = DATASETS.get(name, (name, ""))
-        ref = REFERENCE.get(name)
-        row = {"dataset": name, "name": display, "kind": kind, "images": metrics["n_images"],
-               **{k: metrics[k] for k in ("srcc", "plcc", "plcc_fit", "krcc", "rmse_fit")},
-               "reference_srcc": ref[0] if ref else None, "reference_plcc": ref[1] if ref else None,
-               "reference_images": ref[2] if ref else None, "patches": metrics["patches"],
-               "resize": metrics["resize"], "resize_short": metrics["resize_short"], "root": metrics["root"],
-               "seconds": metrics["seconds"]}
+        row = _row(name, metrics)
         if predictions_dir:
             row["predictions"] = write_predictions(preds, os.path.join(predictions_dir, f"{name}.csv"))
         rows.append(row)
@@ -193,6 +184,42 @@ def evaluate_suite(checkpoint: Union[str, os.PathLike, tuple[torch.nn.Module, Tr
         res["mean_srcc_reference_sets"] = _mean(r["srcc"] for r in ref_rows)
     res["markdown"] = suite_markdown(res)
     return res
+
+
+def _load(checkpoint) -> tuple[torch.nn.Module, TrainConfig, str]:
+    """``(model, cfg, what)`` of a loaded pair, a checkpoint file/folder or a run folder (its best)."""
+    if isinstance(checkpoint, tuple):
+        return checkpoint[0], checkpoint[1], "(in-memory model)"
+    from swiniqa.training.checkpoint import load_model, resolve_checkpoint
+
+    ckpt = str(resolve_checkpoint(checkpoint)) if not str(checkpoint).endswith(
+        (".pt", ".pth", ".pkl", ".bin", ".ckpt", ".safetensors")) else str(checkpoint)
+    model, cfg = load_model(ckpt)
+    return model, cfg, ckpt
+
+
+def _eval_resize(name: str, ev: dict[str, Any], resize_short: Optional[int]) -> tuple[Any, Optional[int]]:
+    """``(resize, resize_short)`` for one dataset: its roots-file options, then ``--resize-short`` for the
+    datasets resized by their short side, else "default" (:func:`~swiniqa.evaluation.evaluate.preprocessing`)."""
+    rs: Any = ev.get("resize", "default")
+    rshort = ev.get("resize_short")
+    if rshort is None and resize_short and (EVAL_PREPROCESSING.get(name) or {}).get("resize_short"):
+        rshort = resize_short
+    if isinstance(rs, str) and rs != "default":
+        rs = None if rs.strip().lower() in ("none", "null", "native", "") else \
+            tuple(int(v) for v in rs.replace("x", ",").split(","))
+    return rs, rshort
+
+
+def _row(name: str, metrics: dict[str, Any]) -> dict[str, Any]:
+    display, kind = DATASETS.get(name, (name, ""))
+    ref = REFERENCE.get(name)
+    return {"dataset": name, "name": display, "kind": kind, "images": metrics["n_images"],
+            **{k: metrics[k] for k in ("srcc", "plcc", "plcc_fit", "krcc", "rmse_fit")},
+            "reference_srcc": ref[0] if ref else None, "reference_plcc": ref[1] if ref else None,
+            "reference_images": ref[2] if ref else None, "patches": metrics["patches"],
+            "resize": metrics["resize"], "resize_short": metrics["resize_short"], "root": metrics["root"],
+            "seconds": metrics["seconds"]}
 
 
 def _mean(values) -> float:
