@@ -68,6 +68,29 @@ def cmd_score(args: argparse.Namespace) -> int:
     return _report_errors(res["errors"], res["images"])
 
 
+# --------------------------------------------------------------------------------------------- serve
+def cmd_serve(args: argparse.Namespace) -> int:
+    import sys
+    import time
+
+    from swiniqa.serving.serve import start_server
+
+    url = start_server(args.checkpoint, host=args.host, port=args.port, replicas=args.replicas,
+                       gpus_per_replica=args.gpus_per_replica, cpus_per_replica=args.cpus_per_replica,
+                       patches=args.patches, resize=_resize(args.resize), resize_short=args.resize_short,
+                       max_body_bytes=int(args.max_body_mb * (1 << 20)), max_batch=args.max_batch,
+                       batch_wait_s=args.batch_wait_ms / 1000.0)
+    print(f"serving {args.checkpoint} on {url}: POST {url}/score (raw image bytes, or multipart form files), "
+          f"GET {url}/healthz; Ctrl-C stops", file=sys.stderr, flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    finally:
+        from ray import serve
+
+        serve.shutdown()
+
+
 # --------------------------------------------------------------------------------------------- register
 def _add_scoring_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", required=True,
@@ -113,10 +136,36 @@ def _register_export(sub) -> None:
     p.set_defaults(fn=cmd_export)
 
 
+def _register_serve(sub) -> None:
+    p = sub.add_parser(
+        "serve", help="serve a checkpoint over HTTP on Ray Serve (POST /score, GET /healthz)",
+        description="HTTP endpoint on Ray Serve: POST /score with the raw bytes of one image -> {\"score\": x}; "
+                    "multipart form files -> {\"scores\": [...], \"names\": [...]}; GET /healthz. Concurrent "
+                    "requests share forward passes (dynamic batching). Scores equal `swiniqa predict`'s for the "
+                    "same files. A broken upload gets a 4xx with one line. Listens on 127.0.0.1 unless --host says "
+                    "otherwise; uses RAY_ADDRESS when set, else a local Ray. Ctrl-C stops.")
+    _add_scoring_args(p)
+    p.add_argument("--port", type=int, default=8000, help="HTTP port (default 8000)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 for all)")
+    p.add_argument("--replicas", type=int, default=1, help="model replicas (default 1)")
+    p.add_argument("--gpus-per-replica", dest="gpus_per_replica", type=float, default=0.0,
+                   help="GPUs per replica (default 0: CPU)")
+    p.add_argument("--cpus-per-replica", dest="cpus_per_replica", type=float, default=1.0,
+                   help="CPUs per replica, also its torch threads (default 1)")
+    p.add_argument("--max-batch", dest="max_batch", type=int, default=16,
+                   help="most requests per forward pass (default 16)")
+    p.add_argument("--batch-wait-ms", dest="batch_wait_ms", type=float, default=10.0,
+                   help="how long a batch waits for more requests (default 10 ms)")
+    p.add_argument("--max-body-mb", dest="max_body_mb", type=float, default=32.0,
+                   help="request body limit in MiB (default 32); larger bodies get 413")
+    p.set_defaults(fn=cmd_serve)
+
+
 def register(sub) -> None:
     """Add ``export``, ``score`` and ``serve`` to the ``swiniqa`` sub-parsers."""
     _register_export(sub)
     _register_score(sub)
+    _register_serve(sub)
 
 
-__all__ = ["register", "cmd_export", "cmd_score"]
+__all__ = ["register", "cmd_export", "cmd_score", "cmd_serve"]
