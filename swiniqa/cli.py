@@ -28,14 +28,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     cc.check_output_dir(cfg.output, "--output")
     cc.apply_max_pixels(cfg.max_image_pixels)
-    summary = run_training(cfg, progress=not args.quiet)
-    data = summary.get("data") or {}
-    if not args.quiet:
-        for n in data.get("notes", []):
-            cc.note(n)
-        if data.get("skipped"):
-            cc.note(f"skipped {len(data['skipped'])} unreadable image(s) (--skip-bad-images): "
-                    + ", ".join(data["skipped"][:20]) + (" ..." if len(data["skipped"]) > 20 else ""))
+    summary = run_training(cfg, progress=not args.quiet)  # logs the data notes before training starts
 
     def human(s: dict) -> str:
         t = f", test SRCC {s['test_srcc']:.4f}" if s.get("test_srcc") is not None else ""

@@ -65,13 +65,28 @@ def note(text: str) -> None:
 def setup_logging(quiet: bool = False, debug: bool = False) -> None:
     """One-line stderr handler for ``logging.getLogger("swiniqa")``; ``--quiet`` shows only errors."""
     logger = logging.getLogger("swiniqa")
-    if not any(getattr(h, "_swiniqa", False) for h in logger.handlers):
-        h = logging.StreamHandler(sys.stderr)
-        h.setFormatter(logging.Formatter("%(message)s" if not debug else "%(name)s: %(levelname)s: %(message)s"))
-        h._swiniqa = True  # type: ignore[attr-defined]
+    h = next((h for h in logger.handlers if isinstance(h, _StderrHandler)), None)
+    if h is None:
+        h = _StderrHandler()
         logger.addHandler(h)
         logger.propagate = False
+    h.setFormatter(logging.Formatter("%(name)s: %(levelname)s: %(message)s" if debug else "%(message)s"))
     logger.setLevel(logging.DEBUG if debug else logging.ERROR if quiet else logging.INFO)
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at the time of the record (redirected, captured, replaced)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property  # type: ignore[override]
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass
 
 
 # --------------------------------------------------------------------------------------------- flags

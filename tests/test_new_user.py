@@ -216,17 +216,27 @@ def test_10_dmos_direction_note_is_shown_by_data_check_and_eval(tmp_path, capsys
     assert "note: column dmos taken as higher = better" in err
 
 
-def test_10_train_prints_skipped_images_and_reader_notes(monkeypatch, capsys, tmp_path):
+def test_10_train_shows_skipped_images_and_check_warnings_before_it_starts(tmp_path, capsys, monkeypatch):
+    """What `train --skip-bad-images` prints (stderr, before Ray would start): the skipped file and the
+    data check's "scaled up" warning, through the CLI's log handler."""
     import swiniqa.training.trainer as trainer
 
-    def fake_run(cfg, progress=True, **_):
-        return {"srcc": 0.5, "plcc": 0.5, "best_epoch": 1, "checkpoint": "c", "tensorboard": "t",
-                "data": {"skipped": ["/d/broken.jpg"], "notes": ["2 images are scaled up"]}}
+    make_csv_dataset(tmp_path / "d", n=12, size=(40, 40))
+    (tmp_path / "d" / "images" / "im3.png").write_bytes(b"not a png")
 
-    monkeypatch.setattr(trainer, "run_training", fake_run)
-    assert main(["train", "--preset", "demo", "--output", str(tmp_path)]) == 0
+    class RayWouldStart(Exception):
+        pass
+
+    def stop(*a, **k):
+        raise RayWouldStart
+
+    monkeypatch.setattr(trainer, "ensure_ray", stop)
+    with pytest.raises(RayWouldStart):
+        main(["train", "--preset", "demo", "--dataset", "csv", "--data-root", str(tmp_path / "d"),
+              "--skip-bad-images", "--set", "patch_size=64", "--output", str(tmp_path / "runs"), "--debug"])
     err = capsys.readouterr().err
-    assert "skipped 1 unreadable image(s)" in err and "/d/broken.jpg" in err and "scaled up" in err
+    assert "note: skipped 1 unreadable image(s)" in err and "im3.png" in err
+    assert "scaled up" in err and "note: labels" in err
 
 
 # ----------------------------------------------------------------------------- 11: smaller ones

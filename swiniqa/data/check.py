@@ -250,6 +250,20 @@ def check_dataset(info: DatasetInfo, resize: Optional[tuple[int, int]] = None, r
     return report
 
 
+def log_data_report(report: dict, logger_name: str = "swiniqa.data") -> None:
+    """Log what a run's data report holds that the user must see before training starts: the reader's
+    notes and check warnings (``notes``) and the images ``--skip-bad-images`` left out (``skipped``)."""
+    import logging
+
+    log = logging.getLogger(logger_name)
+    for n in report.get("notes", []):
+        log.warning("note: %s", n)
+    skipped = report.get("skipped") or []
+    if skipped:
+        log.warning("note: skipped %d unreadable image(s) (--skip-bad-images): %s%s", len(skipped),
+                    ", ".join(skipped[:20]), " ..." if len(skipped) > 20 else "")
+
+
 def label_report(err: "DataError", dataset: str = "") -> CheckReport:
     """A failed :class:`CheckReport` naming each label problem of a :class:`LabelErrors`."""
     problems = getattr(err, "problems", None) or [str(err)]

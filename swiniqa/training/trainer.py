@@ -62,6 +62,10 @@ def prepare_splits(cfg: TrainConfig, check: bool = True, progress: bool = True) 
     if not splits["train"] or not splits["val"]:
         raise DataError(f"dataset {cfg.dataset} at {info.root}: the split left no training or validation images")
     report.update({k: len(v) for k, v in splits.items()})
+    if progress and check:
+        from swiniqa.data.check import log_data_report
+
+        log_data_report(report)  # reader notes, check warnings, skipped files: before the run, not after
     return splits, report
 
 

@@ -42,7 +42,7 @@ def read_agiqa(root: Optional[str], image_dir: Optional[str] = None, score_colum
     if image_dir:
         img_dir = base / image_dir
         if not img_dir.is_dir():
-            raise DataError(f"AGIQA-3K image folder not found: {img_dir}; fix image_dir=")
+            raise DataError(f"AGIQA-3K image folder not found: {img_dir}; fix --images DIR")
     else:
         dirs = [base / d if d else base for d in IMAGE_DIRS if not d or (base / d).is_dir()]
         probe = items[: min(5, len(items))]

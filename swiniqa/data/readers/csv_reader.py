@@ -59,7 +59,8 @@ def find_dir(base: Path, names: Iterable[str], dataset: str, what: str = "image 
     for n in names:
         if n.lower() in by_lower:
             return base / by_lower[n.lower()].name
-    raise DataError(f"{dataset} {what} not found under {base} (looked for {', '.join(n + '/' for n in names)})")
+    raise DataError(f"{dataset} {what} not found under {base} (looked for {', '.join(n + '/' for n in names)}); "
+                    "fix --data-root, or name the folder with --images DIR")
 
 
 def parse_score(raw: object, file: Union[str, Path], where: str, column: str) -> float:
@@ -245,7 +246,8 @@ def read_csv_dataset(root: Optional[str] = None, labels: Optional[str] = None, i
         lab = Path(os.path.abspath(os.path.expanduser(str(labels))))
         if not lab.is_file():
             raise DataError(f"csv label file not found: {lab}; fix --labels FILE")
-        root = str(lab.parent)
+        root, labels = str(lab.parent), str(lab)
+        images = os.path.abspath(os.path.expanduser(str(images))) if images else None
     base = dataset_root(root, "csv", "the images and a label CSV")
     if labels:
         lab = Path(os.path.expanduser(str(labels)))

@@ -28,7 +28,7 @@ def read_koniq(root: Optional[str], score_column: str = "MOS_zscore", image_dir:
     img_dir = find_dir(base, [image_dir] if image_dir else ["1024x768", "512x384"], "koniq10k")
     header, rows = read_table(labels)
     i_name = column_index(header, "image_name", labels)
-    i_score = column_index(header, score_column, labels, " (use score_column=MOS or MOS_zscore)")
+    i_score = column_index(header, score_column, labels, " (use --score-col MOS or MOS_zscore)")
     names = NameChecker(labels, "image_name")
     records = []
     problems = RowProblems(labels)
