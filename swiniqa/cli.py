@@ -98,6 +98,7 @@ def cmd_import_weights(args: argparse.Namespace) -> int:
     from swiniqa.training.checkpoint import import_weights
 
     cfg = config_from_args(args, default_preset="paper", keys=cc.MODEL_KEYS)
+    cc.check_output_dir(args.out, "--out")
     out = import_weights(args.file, cfg, args.out)
     emit({"checkpoint": str(out)}, args.json, lambda s: f"checkpoint written to {s['checkpoint']}")
     return 0

@@ -77,6 +77,28 @@ def test_3_local_ray_refuses_workers_beyond_the_machine(monkeypatch):
     assert require_resources(2, 1.0, False) is None
 
 
+def test_3_train_num_workers_beyond_the_cpus_is_refused_at_once(tmp_path, capsys, monkeypatch):
+    """`swiniqa train --num-workers 4` on a 2-CPU local Ray: exit 2 with the numbers, no Train run started."""
+    import ray
+
+    import swiniqa.training.trainer as trainer
+
+    make_csv_dataset(tmp_path / "d", n=12, size=(64, 64))
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setattr(trainer, "ensure_ray", lambda *a, **k: None)
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 2.0})
+    monkeypatch.setattr(ray, "available_resources", lambda: {"CPU": 2.0})
+
+    def no_trainer(*a, **k):
+        raise AssertionError("no TorchTrainer may be built")
+
+    monkeypatch.setattr(trainer, "make_trainer", no_trainer)
+    rc = main(["train", "--preset", "demo", "--dataset", "csv", "--data-root", str(tmp_path / "d"), "--num-workers",
+               "4", "--set", "patch_size=64", "--output", str(tmp_path / "runs"), "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "need 4 CPU but this machine has 2 CPU" in err and "--num-workers 2" in err
+
+
 def test_3_cluster_run_keeps_printing_that_it_waits(monkeypatch, caplog):
     import ray
 
