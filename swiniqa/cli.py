@@ -165,8 +165,7 @@ def _add_globals_everywhere(parser: argparse.ArgumentParser) -> None:
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
             for p in set(action.choices.values()):
-                if "--debug" not in p._option_string_actions:
-                    cc.add_global_flags(p)
+                cc.add_global_flags(p)
                 _add_globals_everywhere(p)
 
 

@@ -97,9 +97,11 @@ def add_global_flags(p: argparse.ArgumentParser, root: bool = False) -> None:
     ``swiniqa --debug train`` and ``swiniqa train --debug`` mean the same.
     """
     d = False if root else argparse.SUPPRESS
-    p.add_argument("--json", action="store_true", default=d, help="the last stdout line is one JSON object")
-    p.add_argument("--debug", action="store_true", default=d, help="show tracebacks and Ray worker logs")
-    p.add_argument("--quiet", action="store_true", default=d, help="no progress or notes on stderr")
+    for flag, help_ in (("--json", "the last stdout line is one JSON object"),
+                        ("--debug", "show tracebacks and Ray worker logs"),
+                        ("--quiet", "no progress or notes on stderr")):
+        if flag not in p._option_string_actions:  # a verb module may have declared one itself
+            p.add_argument(flag, action="store_true", default=d, help=help_)
 
 
 def add_preset_args(g) -> None:
