@@ -74,6 +74,37 @@ def test_dashboard_port_moves_off_a_busy_one():
         assert port != busy and port > 0
 
 
+# ------------------------------------------------------------------ item 6: two local Rays on one machine
+def test_two_local_rays_at_once_both_work(demo_root, tmp_path):
+    """A ``swiniqa train`` while another local Ray runs (and 8265, Ray's default dashboard port, is taken):
+    both start their own Ray with a working dashboard (the state API Tune's early stopping needs)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_ADDRESS")}
+    env.update(RAY_AUTH_MODE="disabled", HOME=str(tmp_path))
+    holder = socket.socket()
+    try:
+        holder.bind(("127.0.0.1", 8265))  # stands in for the first user's dashboard
+        holder.listen()
+    except OSError:
+        holder.close()  # already taken by someone else on this machine: the same situation
+    other = ("from swiniqa.training.trainer import ensure_ray; import ray; from ray.util.state import list_actors; "
+             "ensure_ray(num_cpus=1); print(len(list_actors(address=ray.get_runtime_context().gcs_address)) >= 0); "
+             "ray.shutdown()")
+    try:
+        second = subprocess.Popen([sys.executable, "-c", other], env=env, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True)
+        r = subprocess.run([SWINIQA, "train", "--preset", "demo", "--data-root", str(demo_root), "--epochs", "1",
+                            "--set", "max_images=16", "--set", "train_patches=1", "--set", "test_patches=1",
+                            "--set", "batch_size=8", "--output", str(tmp_path / "runs"), "--name", "two", "--json",
+                            "--quiet"], env=env, capture_output=True, text=True, timeout=400)
+        out, err = second.communicate(timeout=300)
+    finally:
+        holder.close()
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert json.loads(r.stdout.strip().splitlines()[-1])["epochs"] == 1
+    assert second.returncode == 0 and out.strip() == "True", err[-2000:]
+    assert "Failed to bind" not in r.stderr + err
+
+
 # ------------------------------------------------------------------ harness: local S3 + simulated cluster
 ROOT = Path(__file__).parents[1]
 SWINIQA = str(Path(sys.executable).with_name("swiniqa"))
@@ -265,3 +296,41 @@ def test_lost_node_without_max_failures_is_one_line(s3, cluster, small_demo):
     assert last.startswith(f"swiniqa: error: lost node {lost[:12]} "), err[-3000:]
     assert f"--name nofail --output s3://{BUCKET}/runs" in last and "--max-failures" in last
     assert "Traceback" not in err and out == ""
+
+
+# ------------------------------------------------------------------ item 4: a study sweep across nodes, S3 storage
+def test_tune_sweep_across_nodes_to_s3_report_and_pull(s3, cluster, small_demo, tmp_path):
+    env, client = s3
+    run_env = {**env, "RAY_ADDRESS": cluster.address}
+    exp = f"s3://{BUCKET}/studies/lr-demo"
+    proc = subprocess.Popen([SWINIQA, "tune", "lr", "--preset", "demo", "--seeds", "1", "--data-root", str(small_demo),
+                             "--epochs", "2", "--set", "max_images=16", "--output", f"s3://{BUCKET}/studies",
+                             "--json"], env=run_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    nodes: set[str] = set()
+    try:
+        while proc.poll() is None:
+            nodes.update(cluster.train_worker_nodes())
+            time.sleep(1.0)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err[-3000:]
+    s = json.loads(out.strip().splitlines()[-1])
+    assert s["experiment"] == exp
+    assert len(nodes) >= 2, nodes  # trials ran on several worker nodes (never the 0-CPU head)
+    assert cluster.head not in nodes
+    keys = set(_keys(client, "studies/lr-demo/"))
+    assert "studies/lr-demo/results.json" in keys
+    report = sorted(k for k in keys if k.startswith("studies/lr-demo/report/"))
+    assert any(k.endswith(".png") for k in report) and any(k.endswith(".md") for k in report), report
+    # `swiniqa report` rebuilds the report from S3 alone
+    client.delete_objects(Bucket=BUCKET, Delete={"Objects": [{"Key": k} for k in report]})
+    r = subprocess.run([SWINIQA, "report", exp, "--json"], env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert sorted(k for k in _keys(client, "studies/lr-demo/report/")) == report
+    # `swiniqa pull` copies the best checkpoint, verified
+    dest = tmp_path / "best"
+    r = subprocess.run([SWINIQA, "pull", exp, "--dest", str(dest), "--json"], env=env, capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert list(dest.rglob("model.safetensors")) and list(dest.rglob("pulled.json"))
