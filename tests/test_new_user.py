@@ -442,3 +442,25 @@ def test_11_official_readers_name_every_bad_label_row(tmp_path):
         read_dataset("tid2013", str(tmp_path))
     assert len(e.value.problems) == 3
     assert "line 2" in e.value.problems[0] and "line 3" in e.value.problems[1] and "again" in e.value.problems[2]
+
+
+def test_readme_eval_and_pull_examples_run_with_their_placeholders_filled(tmp_path, capsys, monkeypatch):
+    """README's `swiniqa eval --dataset spaq ...` and local `swiniqa pull ...` lines, with CKPT, /data/SPAQ and
+    runs/<experiment> replaced by relative paths to a checkpoint, a SPAQ-layout fixture and a run folder."""
+    from fixtures_datasets import _spaq
+    from test_evaluation import _checkpoint
+
+    _spaq(tmp_path / "data" / "SPAQ", 4)
+    _checkpoint(tmp_path / "runs" / "exp" / "checkpoint_epoch0001", val_srcc=0.4)
+    _checkpoint(tmp_path / "runs" / "exp" / "checkpoint_epoch0002", val_srcc=0.6)
+    monkeypatch.chdir(tmp_path)
+    fill = {"CKPT": "runs/exp", "/data/SPAQ": "data/SPAQ", "runs/<experiment>": "runs/exp"}
+    ev = [a for a in _readme_block("### `swiniqa eval`") if "spaq" in a][0]
+    assert main([fill.get(a, a) for a in ev[1:]] + ["--patches", "1"]) == 0
+    res, _ = _last_json(capsys)
+    assert res["n_images"] == 4 and os.path.isfile(tmp_path / "preds.csv") and res["dataset"] == "spaq"
+    pl = [a for a in _readme_block("### `swiniqa pull`") if "runs/<experiment>" in a][0]
+    assert main([fill.get(a, a) for a in pl[1:]]) == 0
+    res, _ = _last_json(capsys)
+    assert [c["name"] for c in res["checkpoints"]] == ["checkpoint_epoch0002", "checkpoint_epoch0001"]
+    assert res["checkpoint"] == str(tmp_path / "best" / "rank1_checkpoint_epoch0002")
