@@ -475,6 +475,20 @@ def _stage(ranked: list[_Candidate], top: int, tmp: str, source: str, how: str, 
     return staged
 
 
+def _dest_folder(dest: str, force: bool) -> str:
+    """The absolute local ``--dest`` folder, or a one-line error when it cannot take a pull."""
+    if is_remote(str(dest)):
+        raise SwiniqaError(f"--dest must be a local folder, not {redact(str(dest))}; pull to a local folder "
+                           "(or copy the experiment's folder with your storage tools)")
+    dest_path = os.path.abspath(str(dest)[len("file://"):] if str(dest).startswith("file://") else str(dest))
+    if os.path.exists(dest_path) and not os.path.isdir(dest_path):
+        raise SwiniqaError(f"--dest {dest_path} is a file; give a folder to pull into")
+    if os.path.isdir(dest_path) and os.listdir(dest_path) and not force:
+        raise SwiniqaError(f"--dest {dest_path} exists and is not empty; give an empty/new folder or pass --force "
+                           "to replace earlier pulls in it")
+    return dest_path
+
+
 def pull(source: str, dest: str, metric: str = "val_srcc", mode: str = "max", top: int = 1,
          force: bool = False) -> dict[str, Any]:
     """Copy the ``top`` best checkpoints of ``source`` (experiment, run, or checkpoint folder; local path or
@@ -492,15 +506,7 @@ def pull(source: str, dest: str, metric: str = "val_srcc", mode: str = "max", to
         raise SwiniqaError(f"--top must be a whole number >= 1, not {top!r}") from None
     if top < 1:
         raise SwiniqaError(f"--top must be >= 1, not {top}")
-    if is_remote(str(dest)):
-        raise SwiniqaError(f"--dest must be a local folder, not {redact(str(dest))}; pull to a local folder "
-                           "(or copy the experiment's folder with your storage tools)")
-    dest_path = os.path.abspath(str(dest)[len("file://"):] if str(dest).startswith("file://") else str(dest))
-    if os.path.exists(dest_path) and not os.path.isdir(dest_path):
-        raise SwiniqaError(f"--dest {dest_path} is a file; give a folder to pull into")
-    if os.path.isdir(dest_path) and os.listdir(dest_path) and not force:
-        raise SwiniqaError(f"--dest {dest_path} exists and is not empty; give an empty/new folder or pass --force "
-                           "to replace earlier pulls in it")
+    dest_path = _dest_folder(dest, force)
 
     cands, how, skipped = _candidates(str(source), metric)
     ranked = _rank(cands, metric, mode, str(source))

@@ -134,16 +134,54 @@ def check_dataset(info: DatasetInfo, resize: Optional[tuple[int, int]] = None, r
                   cache_dir: Optional[Union[str, os.PathLike]] = None, use_cache: bool = True) -> CheckReport:
     """Decode every image of ``info`` once (as training would: same resize and ``min_side``).
 
-    Returns a :class:`CheckReport`; it raises only for programming errors, never for bad files.
-    ``cache_dir`` overrides where verified files are remembered; ``use_cache=False`` decodes all.
+    Args:
+        info: the dataset (records from a reader).
+        resize, resize_short, min_side: the preprocessing training would apply.
+        threads: decoding threads.
+        progress: one updating line on stderr.
+        cache_dir: where verified files are remembered (default ~/.cache/swiniqa/checks).
+        use_cache: False decodes every file again.
+    Returns:
+        a :class:`CheckReport`; it raises only for programming errors, never for bad files.
     """
     t0 = time.monotonic()
     report = CheckReport(images=len(info.records), dataset=info.name, root=str(info.root), notes=list(info.notes))
     if not info.records:
         report.errors.append({"image": str(info.root), "why": "the dataset has no images"})
         return report
+    paths = _label_checks(info, report)
+    cache_file = default_cache_file(info, cache_dir) if use_cache else None
+    cache = _load_cache(cache_file) if cache_file is not None else {}
+    sizes, errors, verified, todo = _decode_all(paths, cache, report, resize, resize_short, min_side, threads,
+                                                progress)
+    order = {p: i for i, p in enumerate(paths)}
+    report.errors.extend({"image": p, "why": errors[p]} for p in sorted(errors, key=order.__getitem__))
 
-    # --- label-level checks (no decoding)
+    tiny = []
+    for p in paths:
+        if p in sizes:
+            w, h = sizes[p]
+            if target_size(w, h, resize, resize_short, 1) != target_size(w, h, resize, resize_short, min_side):
+                tiny.append(f"{os.path.basename(p)} ({w}x{h})")
+    if tiny:
+        report.warnings.append(f"{len(tiny)} images end up smaller than {min_side} px on the short side and are "
+                               f"scaled up to it: {_examples(tiny)}")
+
+    if cache_file is not None and todo:
+        # keep entries of other files (e.g. a run with a different subset) and add the new ones
+        cache.update(verified)
+        for p in errors:
+            cache.pop(p, None)
+        warn = _save_cache(cache_file, cache)
+        if warn:
+            report.warnings.append(warn)
+    report.seconds = round(time.monotonic() - t0, 3)
+    return report
+
+
+def _label_checks(info: DatasetInfo, report: CheckReport) -> list[str]:
+    """Checks that need no decoding (duplicates, non-finite, constant or out-of-range scores); the
+    distinct image paths in order."""
     seen: dict[str, int] = {}
     for r in info.records:
         seen[r.path] = seen.get(r.path, 0) + 1
@@ -173,11 +211,12 @@ def check_dataset(info: DatasetInfo, resize: Optional[tuple[int, int]] = None, r
     if ImageFile.LOAD_TRUNCATED_IMAGES:
         report.warnings.append("PIL.ImageFile.LOAD_TRUNCATED_IMAGES is True in this process (set by some "
                                "other library): truncated images decode silently and are not reported")
+    return list(seen)
 
-    # --- decode
-    paths = list(seen)
-    cache_file = default_cache_file(info, cache_dir) if use_cache else None
-    cache = _load_cache(cache_file) if cache_file is not None else {}
+
+def _decode_all(paths: list[str], cache: dict, report: CheckReport, resize, resize_short, min_side: int,
+                threads: int, progress: bool):
+    """Decode every path not verified in ``cache``: (sizes, errors, verified entries, decoded items)."""
     verified: dict[str, list] = {}
     todo: list[tuple[str, int, int]] = []
     sizes: dict[str, tuple[int, int]] = {}
@@ -224,30 +263,7 @@ def check_dataset(info: DatasetInfo, resize: Optional[tuple[int, int]] = None, r
                     errors[p] = why
                 bar.step()
     bar.close()
-
-    order = {p: i for i, p in enumerate(paths)}
-    report.errors.extend({"image": p, "why": errors[p]} for p in sorted(errors, key=order.__getitem__))
-
-    tiny = []
-    for p in paths:
-        if p in sizes:
-            w, h = sizes[p]
-            if target_size(w, h, resize, resize_short, 1) != target_size(w, h, resize, resize_short, min_side):
-                tiny.append(f"{os.path.basename(p)} ({w}x{h})")
-    if tiny:
-        report.warnings.append(f"{len(tiny)} images end up smaller than {min_side} px on the short side and are "
-                               f"scaled up to it: {_examples(tiny)}")
-
-    if cache_file is not None and todo:
-        # keep entries of other files (e.g. a run with a different subset) and add the new ones
-        cache.update(verified)
-        for p in errors:
-            cache.pop(p, None)
-        warn = _save_cache(cache_file, cache)
-        if warn:
-            report.warnings.append(warn)
-    report.seconds = round(time.monotonic() - t0, 3)
-    return report
+    return sizes, errors, verified, todo
 
 
 def log_data_report(report: dict, logger_name: str = "swiniqa.data") -> None:
