@@ -350,6 +350,20 @@ def _incomplete(work: str) -> Optional[str]:
     return None
 
 
+def _listing_problems(cand: _Candidate) -> Optional[str]:
+    """Why the source checkpoint is incomplete by its listing alone (file sizes against its manifest)."""
+    from swiniqa.training.checkpoint import MANIFEST, manifest_problems
+
+    if MANIFEST not in cand.files:
+        return None
+    try:
+        files = _read_json(cand.fs, cand.path + "/" + MANIFEST)["files"]
+        problems = manifest_problems(files, cand.files)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+        return f"{MANIFEST} is unreadable ({str(e).splitlines()[0] if str(e) else type(e).__name__})"
+    return "; ".join(problems) or None
+
+
 def _safetensors_problem(path: str) -> Optional[str]:
     """None when the file's length is what its header promises, else why not."""
     size = os.path.getsize(path)
@@ -448,6 +462,10 @@ def _stage(ranked: list[_Candidate], top: int, tmp: str, source: str, how: str, 
             break
         rank = len(staged) + 1
         folder = "best" if top == 1 else f"rank{rank}_{cand.name}"
+        why = _listing_problems(cand)  # sizes against the source's manifest: no download of a broken one
+        if why:
+            skipped.append(f"incomplete checkpoint {redact(cand.uri)} skipped: {why}")
+            continue
         work = os.path.join(tmp, folder)
         os.makedirs(work)
         files = _copy_checkpoint(cand, work)

@@ -352,7 +352,7 @@ def test_11_help_texts_describe_the_flags(capsys):
 
 
 # ----------------------------------------------------------------------------- 4 (pull's side)
-def test_4_pull_skips_a_truncated_checkpoint_by_name_and_takes_the_next(tmp_path, capsys):
+def test_4_pull_skips_a_truncated_checkpoint_by_name_and_takes_the_next(tmp_path, capsys, monkeypatch):
     import torch
 
     from swiniqa.config import preset
@@ -364,10 +364,16 @@ def test_4_pull_skips_a_truncated_checkpoint_by_name_and_takes_the_next(tmp_path
                            {"epoch": 2, "val_srcc": 0.9})
     w = Path(bad) / "model.safetensors"
     w.write_bytes(w.read_bytes()[:-100])
+    from swiniqa import pull as pull_mod
+
+    copied = []
+    real_copy = pull_mod._copy_checkpoint
+    monkeypatch.setattr(pull_mod, "_copy_checkpoint", lambda c, d: copied.append(c.name) or real_copy(c, d))
     assert main(["pull", str(tmp_path / "run"), "--dest", str(tmp_path / "dest"), "--json"]) == 0
     res, err = _last_json(capsys)
     assert res["checkpoints"][0]["name"].endswith("checkpoint_epoch0001")
-    assert "incomplete checkpoint" in err and "checkpoint_epoch0002" in err and "truncated" in err
+    assert "incomplete checkpoint" in err and "checkpoint_epoch0002 skipped: model.safetensors has" in err
+    assert copied == ["checkpoint_epoch0001"]  # found by the source's manifest, never downloaded
     assert os.listdir(tmp_path / "dest") == ["best"]
     assert Path(good).is_dir()
 
@@ -464,3 +470,21 @@ def test_readme_eval_and_pull_examples_run_with_their_placeholders_filled(tmp_pa
     res, _ = _last_json(capsys)
     assert [c["name"] for c in res["checkpoints"]] == ["checkpoint_epoch0002", "checkpoint_epoch0001"]
     assert res["checkpoint"] == str(tmp_path / "best" / "rank1_checkpoint_epoch0002")
+
+
+def test_4_pull_checks_the_copy_against_the_manifest_hashes(tmp_path, capsys):
+    """Same size, other bytes (a corrupt write the listing cannot see): refused by the manifest's sha256."""
+    import torch
+
+    from swiniqa.config import preset
+    from swiniqa.training.checkpoint import write_checkpoint
+
+    bad = write_checkpoint(tmp_path / "run" / "checkpoint_epoch0001", {"w": torch.zeros(300)}, preset("demo"),
+                           {"epoch": 1, "val_srcc": 0.5})
+    w = Path(bad) / "model.safetensors"
+    data = bytearray(w.read_bytes())
+    data[-5] ^= 0xFF
+    w.write_bytes(bytes(data))
+    assert main(["pull", str(tmp_path / "run"), "--dest", str(tmp_path / "dest")]) == 2
+    err = capsys.readouterr().err
+    assert "model.safetensors differs from the manifest" in err and not (tmp_path / "dest").exists()
