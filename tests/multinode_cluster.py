@@ -4,7 +4,10 @@
 0 CPUs and ``{"TRAIN_DRIVER": 4}`` (as ``cluster.yaml``'s head) and WORKERS one-CPU nodes, then prints one
 JSON line ``{"address", "dashboard", "head", "workers": [node ids]}`` and answers one JSON line per command:
 
-* ``add``                  -> ``{"node": id}``  another one-CPU node
+* ``add``                  -> ``{"node": id, "cache": dir}``  another one-CPU node
+
+With ``SWINIQA_MN_CACHE_BASE`` set, every worker node gets its own ``SWINIQA_DATA_CACHE`` under it (the
+raylet's environment, inherited by its workers), so staging a dataset really happens once per node.
 * ``remove NODE_ID``       -> ``{"removed": id}`` the node's processes are SIGKILLed (a lost spot instance)
 * ``actors CLASS``         -> ``{"nodes": [node ids of alive actors whose class name is CLASS]}``
 * ``quit``                 -> shuts the cluster down
@@ -35,6 +38,17 @@ def _alive_actor_nodes(dashboard: str, class_name: str) -> list[str]:
     return sorted({a.node_id for a in actors})
 
 
+def _add(cluster, caches: dict):
+    """One one-CPU node with its own dataset cache folder (node-local, as on a real cluster)."""
+    import os
+
+    base = os.environ.get("SWINIQA_MN_CACHE_BASE")
+    env = {"SWINIQA_DATA_CACHE": os.path.join(base, f"node-{len(caches)}")} if base else None
+    n = cluster.add_node(num_cpus=1, env_vars=env)
+    caches[n.node_id] = (env or {}).get("SWINIQA_DATA_CACHE")
+    return n
+
+
 def main(workers: int) -> None:
     from ray._common.utils import reset_ray_address
     from ray.cluster_utils import Cluster
@@ -46,21 +60,21 @@ def main(workers: int) -> None:
     # Cluster writes /tmp/ray/ray_current_cluster, which a plain ray.init() anywhere on this machine would
     # then join: forget it, everything here connects through RAY_ADDRESS.
     reset_ray_address()
-    nodes = {}
+    nodes, caches = {}, {}
     for _ in range(workers):
-        n = cluster.add_node(num_cpus=1)
+        n = _add(cluster, caches)
         nodes[n.node_id] = n
     cluster.wait_for_nodes()
     dashboard = f"http://127.0.0.1:{dash_port}"
     print(json.dumps({"address": cluster.address, "dashboard": dashboard, "head": cluster.head_node.node_id,
-                      "workers": list(nodes)}), flush=True)
+                      "workers": list(nodes), "caches": caches}), flush=True)
     try:
         for line in sys.stdin:
             cmd, _, arg = line.strip().partition(" ")
             if cmd == "add":
-                n = cluster.add_node(num_cpus=1)
+                n = _add(cluster, caches)
                 nodes[n.node_id] = n
-                reply = {"node": n.node_id}
+                reply = {"node": n.node_id, "cache": caches[n.node_id]}
             elif cmd == "remove":
                 cluster.remove_node(nodes.pop(arg), allow_graceful=False)
                 reply = {"removed": arg}

@@ -118,8 +118,9 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def s3():
-    """A local S3 server (moto) on 127.0.0.1 with one bucket; yields (env for subprocesses, boto3 client)."""
+def s3(tmp_path_factory):
+    """A local S3 server (moto) on 127.0.0.1 with one bucket; yields (env for subprocesses, boto3 client).
+    The env gives the driver and every simulated node its own dataset cache folder."""
     import boto3
     from moto.server import ThreadedMotoServer
 
@@ -131,6 +132,8 @@ def s3():
     env = {**{k: v for k, v in os.environ.items() if not k.startswith(("RAY_ADDRESS", "AWS_"))}, **creds,
            "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "RAY_AUTH_MODE": "disabled",
            "RAY_USAGE_STATS_ENABLED": "0"}
+    caches = tmp_path_factory.mktemp("caches")
+    env.update(SWINIQA_DATA_CACHE=str(caches / "driver"), SWINIQA_MN_CACHE_BASE=str(caches))
     client = boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], region_name="us-east-1",
                           aws_access_key_id="testing", aws_secret_access_key="testing")
     client.create_bucket(Bucket=BUCKET)
@@ -149,6 +152,12 @@ class SimCluster:
         info = json.loads(self.proc.stdout.readline() or "{}")
         assert info.get("address"), f"cluster did not start, see {log}"
         self.address, self.head, self.workers = info["address"], info["head"], info["workers"]
+        self.caches = dict(info["caches"])
+
+    def add(self) -> str:
+        r = self.ask("add")
+        self.caches[r["node"]] = r["cache"]
+        return r["node"]
 
     def ask(self, line: str) -> dict:
         self.proc.stdin.write(line + "\n")
@@ -195,6 +204,20 @@ def small_demo(demo_root, tmp_path_factory):
         w.writeheader()
         w.writerows(rows)
     return out
+
+
+@pytest.fixture(scope="module")
+def s3_demo(s3, small_demo):
+    """The small demo dataset in the bucket: s3://BUCKET/data/demo (labels.csv + images/)."""
+    _, client = s3
+    for p in sorted(small_demo.rglob("*")):
+        if p.is_file():
+            client.upload_file(str(p), BUCKET, f"data/demo/{p.relative_to(small_demo).as_posix()}")
+    return f"s3://{BUCKET}/data/demo"
+
+
+def _staged_copies(cache: str) -> list[Path]:
+    return sorted(Path(cache).glob("*/.swiniqa-staged.json")) if cache else []
 
 
 def _train_args(data_root, output: str, name: str, epochs: int, *extra: str) -> list[str]:
@@ -247,21 +270,139 @@ def _tb_steps(logdir: Path, tag: str = "val/srcc") -> list[int]:
     return [e.step for e in ea.Scalars(tag)]
 
 
+# ------------------------------------------------------------------ item 5: datasets in object storage
+@pytest.fixture()
+def s3_env(s3, monkeypatch, tmp_path):
+    """This process talks to the local S3 server, with its own dataset cache."""
+    env, client = s3
+    for k in [k for k in os.environ if k.startswith("AWS_")]:
+        monkeypatch.delenv(k)
+    for k, v in env.items():
+        if k.startswith("AWS_"):
+            monkeypatch.setenv(k, v)
+    monkeypatch.setenv("SWINIQA_DATA_CACHE", str(tmp_path / "cache"))
+    return env, client
+
+
+def test_s3_dataset_staged_once_shared_verified_and_refetched_when_changed(s3_env, s3_demo, small_demo,
+                                                                         monkeypatch, tmp_path):
+    import threading
+
+    from swiniqa.data import staging
+    from swiniqa.data.records import read_dataset
+
+    _, client = s3_env
+    downloads = []
+    real = staging._download_all
+    monkeypatch.setattr(staging, "_download_all", lambda *a: (downloads.append(a[0]), real(*a)))
+    got = []
+    threads = [threading.Thread(target=lambda: got.append(staging.stage(s3_demo))) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(set(got)) == 1 and len(downloads) == 1  # three workers of one node, one download
+    local = Path(got[0])
+    assert sorted(p.relative_to(local) for p in local.rglob("*.png")) == \
+        sorted(p.relative_to(small_demo) for p in small_demo.rglob("*.png"))
+    info = read_dataset("demo", s3_demo)
+    assert len(info.records) == sum(1 for _ in open(small_demo / "labels.csv")) - 1
+    assert all(r.path.startswith(str(local)) for r in info.records)
+    # an interrupted earlier download: a truncated file, a stray .part, no completion marker
+    img = sorted(local.rglob("*.png"))[0]
+    size = img.stat().st_size
+    img.write_bytes(img.read_bytes()[:10])
+    (local / "labels.csv.part").write_bytes(b"half")
+    (local / ".swiniqa-staged.json").unlink()
+    assert staging.stage(s3_demo) == str(local) and len(downloads) == 2
+    assert img.stat().st_size == size and not list(local.rglob("*.part"))
+    # a changed dataset (one label row fewer) is a new cache entry, fetched again
+    rows = open(small_demo / "labels.csv").read().splitlines()
+    client.put_object(Bucket=BUCKET, Key="data/changed/labels.csv", Body="\n".join(rows[:-1]) + "\n")
+    for p in small_demo.rglob("*.png"):
+        client.upload_file(str(p), BUCKET, f"data/changed/{p.relative_to(small_demo).as_posix()}")
+    first = read_dataset("demo", f"s3://{BUCKET}/data/changed")
+    client.put_object(Bucket=BUCKET, Key="data/changed/labels.csv", Body="\n".join(rows[:-2]) + "\n")
+    second = read_dataset("demo", f"s3://{BUCKET}/data/changed")
+    assert len(second.records) == len(first.records) - 1
+    assert Path(second.root) != Path(first.root)
+
+
+def _one_line_error(args, env):
+    r = subprocess.run([SWINIQA, *args], env=env, capture_output=True, text=True, timeout=120)
+    lines = r.stderr.strip().splitlines()  # progress lines ("staging ...") may come first
+    assert r.returncode == 2 and lines[-1].startswith("swiniqa: error: "), r.stderr[-2000:]
+    assert "Traceback" not in r.stderr and sum(ln.startswith("swiniqa: error") for ln in lines) == 1
+    return lines[-1]
+
+
+def test_s3_dataset_errors_are_one_line_each(s3, s3_demo, tmp_path):
+    """No such bucket, missing label file (real, on the local S3); rejected / missing credentials and access
+    denied against a second local S3 server that checks credentials (moto with IAM auth on)."""
+    env, client = s3
+    env = {**env, "SWINIQA_DATA_CACHE": str(tmp_path / "cache")}
+    line = _one_line_error(["data", "check", "--dataset", "demo", "--root", "s3://no-such-bucket-x/demo"], env)
+    assert "no such bucket 'no-such-bucket-x'" in line
+    for k in _keys(client, "data/demo/images/")[:5]:
+        client.copy_object(Bucket=BUCKET, Key=k.replace("data/demo/", "data/nolabels/"),
+                           CopySource={"Bucket": BUCKET, "Key": k})
+    line = _one_line_error(["data", "check", "--dataset", "demo", "--root", f"s3://{BUCKET}/data/nolabels"], env)
+    assert f"s3://{BUCKET}/data/nolabels/labels.csv" in line and "not found" in line and "cache" not in line
+    # a server that checks credentials: the first 4 calls (setup) are let through unauthenticated
+    port = _free_port()
+    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                              env={**env, "INITIAL_NO_AUTH_ACTION_COUNT": "4"}, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    try:
+        import boto3
+
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.2)
+        kw = dict(endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1",
+                  aws_access_key_id="AKIAIOSFODNN7EXAMPLE", aws_secret_access_key="x")
+        boto3.client("s3", **kw).create_bucket(Bucket="locked")
+        boto3.client("s3", **kw).put_object(Bucket="locked", Key="demo/labels.csv", Body=b"image,mos,source\n")
+        iam = boto3.client("iam", **kw)
+        iam.create_user(UserName="nobody")
+        key = iam.create_access_key(UserName="nobody")["AccessKey"]
+        base = {k: v for k, v in env.items() if not k.startswith("AWS_")}
+        base.update(AWS_ENDPOINT_URL=kw["endpoint_url"], AWS_DEFAULT_REGION="us-east-1", HOME=str(tmp_path))
+        check = ["data", "check", "--dataset", "demo", "--root", "s3://locked/demo"]
+        line = _one_line_error(check, {**base, "AWS_ACCESS_KEY_ID": key["AccessKeyId"],
+                                       "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"]})
+        assert "access denied to s3://locked/demo" in line
+        line = _one_line_error(check, {**base, "AWS_ACCESS_KEY_ID": "AKIANOSUCHKEY0000000",
+                                       "AWS_SECRET_ACCESS_KEY": "x"})
+        assert "credentials for s3://locked/demo were rejected" in line
+        line = _one_line_error(check, base)
+        assert line.startswith("swiniqa: error: no credentials to read s3://locked/demo")
+    finally:
+        server.kill()
+        server.wait()
+
+
 # ------------------------------------------------------------------ item 2 + 3: S3 output, a lost node survived
-def test_train_to_s3_survives_losing_a_worker_node(s3, cluster, small_demo, tmp_path):
+def test_train_from_and_to_s3_survives_losing_a_worker_node(s3, cluster, s3_demo, tmp_path):
+    """Dataset, checkpoints, history, curves and TensorBoard all in S3; a node hosting a Train worker is
+    killed after the first checkpoint reached S3; the run resumes on the nodes left and finishes."""
     env, client = s3
     run_env = {**env, "RAY_ADDRESS": cluster.address}
-    proc = subprocess.Popen(_train_args(small_demo, f"s3://{BUCKET}/runs", "spot", 5, "--max-failures", "1"),
+    proc = subprocess.Popen(_train_args(s3_demo, f"s3://{BUCKET}/runs", "spot", 5, "--max-failures", "1"),
                             env=run_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert _wait_first_checkpoint(client, proc, "runs/spot/"), proc.communicate()[1][-3000:]
         # the driver's progress queue lives on the driver's node (the head), never on a node that can vanish
         assert cluster.ask("actors _QueueActor")["nodes"] == [cluster.head]
+        worker_nodes = cluster.train_worker_nodes()
         lost = _remove_a_train_worker_node(cluster)
         out, err = proc.communicate(timeout=400)
     finally:
         proc.kill()
-    cluster.ask("add")  # back to 3 worker nodes for the next tests
+    cluster.add()  # back to 3 worker nodes for the next tests
     assert proc.returncode == 0, err[-3000:]
     s = json.loads(out.strip().splitlines()[-1])
     assert s["restarts"] >= 1 and s["epochs"] == 5, (lost, s)
@@ -277,6 +418,9 @@ def test_train_to_s3_survives_losing_a_worker_node(s3, cluster, small_demo, tmp_
     hist = tmp_path / "history.csv"
     client.download_file(BUCKET, "runs/spot/history.csv", str(hist))
     assert [int(float(r["epoch"])) for r in csv.DictReader(open(hist))] == [1, 2, 3, 4, 5]
+    # the dataset was staged once on the driver's node and once on each node that ran a Train worker
+    assert len(_staged_copies(env["SWINIQA_DATA_CACHE"])) == 1
+    assert all(len(_staged_copies(cluster.caches[n])) == 1 for n in worker_nodes), worker_nodes
 
 
 def test_lost_node_without_max_failures_is_one_line(s3, cluster, small_demo):
@@ -290,7 +434,7 @@ def test_lost_node_without_max_failures_is_one_line(s3, cluster, small_demo):
         out, err = proc.communicate(timeout=300)
     finally:
         proc.kill()
-    cluster.ask("add")
+    cluster.add()
     assert proc.returncode == 3, err[-3000:]
     last = err.strip().splitlines()[-1]
     assert last.startswith(f"swiniqa: error: lost node {lost[:12]} "), err[-3000:]

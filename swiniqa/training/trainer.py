@@ -85,6 +85,7 @@ def loop_config(cfg: TrainConfig, splits=None, tensorboard: Optional[str] = None
     return {
         "config": cfg.to_dict(),
         "splits": {k: [(r.path, r.score, r.group) for r in v] for k, v in splits.items()},
+        "staged": staged_for_workers([r.path for v in splits.values() for r in v]),
         "label_stats": label_stats(splits["train"]),
         "tensorboard": tensorboard,
         "tensorboard_remote": tensorboard_remote,
