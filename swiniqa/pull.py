@@ -18,7 +18,9 @@ from the environment, e.g. ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``/``AWS
   by the metric in its own ``metrics.json``.
 
 Half-written checkpoints (no ``metrics.json``) are never picked, and a NaN/missing metric is never
-ranked: such candidates are left out.
+ranked: such candidates are left out. A picked checkpoint whose files disagree with its
+``manifest.json`` (sizes in the listing, then the copy's sha256; JSON that does not parse; a
+safetensors file shorter than its header says) is skipped by name and the next best is taken.
 
 What it writes into ``DEST`` (created; must be empty unless ``force``):
 
