@@ -134,16 +134,17 @@ def test_final_file_and_tensorboard_curve_fill_gaps_after_a_resume(tmp_path):
     assert curve[0]["val_srcc"] == pytest.approx(0.1) and curve[2]["val_srcc"] == 0.3  # Tune's row wins
 
 
-def _fake_experiment(root, values):
-    """An augment experiment folder as the driver + Tune leave it: study.json + trial folders."""
+def _fake_experiment(root, values, study=None):
+    """An experiment folder (default: augment) as the driver + Tune leave it: study.json + trial folders."""
     from swiniqa.config import preset
     from tune_experiments.driver import DEMO_TUNE_DEFAULTS, study_meta
     from tune_experiments.grids import AUGMENT_STUDY
 
+    study = study or AUGMENT_STUDY
     base = preset("demo").replace(**DEMO_TUNE_DEFAULTS)
     seeds = sorted({s for v in values.values() for s in v})
-    meta = study_meta(AUGMENT_STUDY, base, seeds, True, "augment-demo", ["a note"], "demo")
-    exp = root / "augment-demo"
+    meta = study_meta(study, base, seeds, True, f"{study.name}-demo", ["a note"], "demo")
+    exp = root / f"{study.name}-demo"
     exp.mkdir()
     (exp / "study.json").write_text(json.dumps(meta))
     for cell, by_seed in values.items():
@@ -194,6 +195,47 @@ def test_report_from_folder_alone(tmp_path):
               "epochs_run", "checkpoint", "status"):
         assert k in rows[0]
     assert rows[0]["config"]["color_jitter"] is False and rows[3]["config"]["color_jitter"] is True
+
+
+@pytest.mark.parametrize("study_name,figure", [("lr", "lr_sensitivity.png"), ("size", "size_scatter.png"),
+                                               ("ablation", "bars_ablation.png")])
+def test_report_writes_every_file_of_each_study(tmp_path, study_name, figure):
+    """Each study's report: table_<study>.csv/md/tex, differences_<study>.csv (one row per compared pair and
+    metric, the difference of the cells' means), the study's own figure and training_curves.png."""
+    import pandas as pd
+
+    from swiniqa.config import preset
+    from tune_experiments.driver import DEMO_TUNE_DEFAULTS
+    from tune_experiments.grids import STUDIES, resolve_cells
+
+    study = STUDIES[study_name]
+    cells, _ = resolve_cells(study, preset("demo").replace(**DEMO_TUNE_DEFAULTS), True)
+    values = {c.name: {0: (0.70 + 0.02 * i, 0.60 + 0.03 * i), 1: (0.71 + 0.02 * i, 0.62 + 0.03 * i)}
+              for i, c in enumerate(cells)}
+    exp = _fake_experiment(tmp_path, values, study)
+    s = build_report(str(exp))
+    rep = exp / "report"
+    names = set(os.listdir(rep))
+    want = {f"table_{study_name}.csv", f"table_{study_name}.md", f"table_{study_name}.tex", figure,
+            "training_curves.png"}
+    if study.compare:
+        want.add(f"differences_{study_name}.csv")
+    assert want <= names, want - names
+    for n in want:
+        if n.endswith(".png"):
+            assert open(rep / n, "rb").read(8) == b"\x89PNG\r\n\x1a\n" and os.path.getsize(rep / n) > 5000, n
+    assert str(rep / figure) in s["plots"]
+    tex = (rep / f"table_{study_name}.tex").read_text()
+    assert "\\begin{tabular}" in tex and all(c.name in tex or c.label in tex for c in cells)
+    table = pd.read_csv(rep / f"table_{study_name}.csv").set_index("cell")
+    for i, c in enumerate(cells):
+        assert table.loc[c.name, "test_srcc_mean"] == pytest.approx(0.61 + 0.03 * i)
+    if study.compare:
+        diffs = pd.read_csv(rep / f"differences_{study_name}.csv")
+        assert len(diffs) == len(study.compare) * 4  # test/val x SRCC/PLCC per compared pair
+        by = {c.name: i for i, c in enumerate(cells)}
+        for _, d in diffs[diffs["metric"] == "test_srcc"].iterrows():
+            assert d["diff"] == pytest.approx(0.03 * (by[d["to"]] - by[d["from"]]))
 
 
 def test_report_cli_and_not_an_experiment(tmp_path, capsys):

@@ -8,6 +8,7 @@ import pytest
 from swiniqa.cli import main
 
 
+@pytest.mark.core
 @pytest.mark.parametrize("argv,needle", [
     (["train", "--preset", "nope"], "unknown preset 'nope'"),
     (["train", "--preset", "demo", "--set", "lrr=1"], "unknown config key 'lrr'"),
@@ -40,9 +41,26 @@ def test_debug_flag_shows_the_traceback():
     assert r.returncode != 0 and "Traceback" in r.stderr
 
 
+@pytest.mark.core
 def test_config_verb_prints_every_key(capsys):
     import json
 
+    import dataclasses
+
+    import yaml
+
+    from swiniqa.config import TrainConfig, preset
+
+    keys = {f.name for f in dataclasses.fields(TrainConfig)}
+    assert len(keys) > 40
     assert main(["config", "--preset", "paper", "--json"]) == 0
     cfg = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert set(cfg) == keys  # every key, nothing else
+    assert cfg == json.loads(json.dumps(preset("paper").to_dict()))  # and the paper preset's value of each
     assert cfg["model_size"] == "base" and cfg["lr"] == 5e-7
+    # the human form (YAML) too, with flags and --set applied on top of the preset
+    assert main(["config", "--preset", "paper", "--epochs", "3", "--set", "lr=2e-6"]) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert set(printed) == keys and printed["epochs"] == 3 and printed["lr"] == 2e-6
+    assert {k: v for k, v in printed.items() if k not in ("epochs", "lr")} == \
+        {k: v for k, v in cfg.items() if k not in ("epochs", "lr")}

@@ -5,6 +5,8 @@ import pytest
 from swiniqa.config import TrainConfig, apply_overrides, load_config, parse_set, preset, save_config
 from swiniqa.errors import ConfigError
 
+pytestmark = pytest.mark.core
+
 
 def test_paper_preset_is_the_reference_best_run():
     c = preset("paper")

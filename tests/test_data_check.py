@@ -20,6 +20,8 @@ from swiniqa.data.check import CheckReport, check_dataset, default_cache_file, f
 from swiniqa.data.images import load_rgb  # noqa: E402
 from swiniqa.errors import DataError  # noqa: E402
 
+pytestmark = pytest.mark.core
+
 BROKEN = ["truncated.jpg", "empty.jpg", "text.jpg", "missing.jpg", "truncated.png"]
 AWKWARD = ["gray.jpg", "rgba.png", "la.png", "palette_transparent.png", "cmyk.jpg", "png16.png", "tiff16.tif",
            "exif_rotated.jpg", "png_named.jpg", "tiny.png", "bilevel.png"]
@@ -93,6 +95,34 @@ def test_load_rgb_details(folder):
     assert load_rgb(str(folder / "good.jpg"), resize=(384, 512)).shape == (384, 512, 3)
     assert load_rgb(str(folder / "good.jpg"), resize_short=60).shape == (60, 80, 3)  # JPEG draft path
     assert load_rgb(folder / "png_named.jpg").shape == (240, 320, 3)  # PathLike accepted
+
+
+def test_load_rgb_pixel_values_of_alpha_palette_and_16_bit_files(folder):
+    """Not just shapes: what the decoded pixels are (the fixture's photo is regenerated here)."""
+    photo = np.asarray(make_image(7, 0.7, (320, 240)))
+    grey = np.asarray(make_image(7, 0.7, (320, 240)).convert("L"))
+    grey3 = np.repeat(grey[:, :, None], 3, axis=2)
+    # RGBA: transparent left half composited on white, opaque right half exactly the photo
+    rgba = load_rgb(str(folder / "rgba.png"))
+    assert (rgba[:, :160] == 255).all() and np.array_equal(rgba[:, 160:], photo[:, 160:])
+    # LA (opaque) and 16-bit greyscale PNG / TIFF (L * 257): the grey values on all three channels, not
+    # clipped to 255 nor cut to the low byte
+    assert np.array_equal(load_rgb(str(folder / "la.png")), grey3)
+    for name in ("png16.png", "tiff16.tif"):
+        a = load_rgb(str(folder / name)).astype(int)
+        assert np.abs(a - grey3).max() <= 1, name
+    # palette with a transparent index: that index white, every other pixel its palette colour
+    pal = Image.open(folder / "palette_transparent.png")
+    idx = np.asarray(pal)
+    want = np.asarray(pal.convert("RGB")).copy()
+    want[idx == 0] = 255
+    got = load_rgb(str(folder / "palette_transparent.png"))
+    assert (idx == 0).any() and (idx != 0).any()
+    assert np.array_equal(got, want)
+    # greyscale JPEG: three equal channels; bilevel: only black and white
+    g = load_rgb(str(folder / "gray.jpg"))
+    assert np.array_equal(g[..., 0], g[..., 1]) and np.array_equal(g[..., 1], g[..., 2])
+    assert set(np.unique(load_rgb(str(folder / "bilevel.png")))) <= {0, 255}
 
 
 @pytest.mark.parametrize("name", BROKEN)

@@ -259,6 +259,18 @@ def test_complexity_cli_json_and_table(capsys):
     for k in ("params", "macs", "flops", "latency_ms", "images_per_s", "device"):
         assert s[k] is not None, k
     assert s["latency_ms"] > 0 and s["images_per_s"] > 0 and s["dtype"] == "fp32"
+    # the values are the requested model's (nano, 128 px), counted here independently
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from swiniqa import count_parameters
+
+    model = build_model(_cfg()).eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as fc:
+        model(torch.rand(1, 3, PATCH, PATCH))
+    assert s["params"] == count_parameters(model)
+    assert s["flops"] == fc.get_total_flops() and s["macs"] * 2 == s["flops"]
+    assert s["input"] == f"1x3x{PATCH}x{PATCH}" and s["model_size"] == "nano"
     rc = main(["complexity", "--table", "--sizes", "nano", "--no-ablations"])
     out = capsys.readouterr().out
     assert rc == 0 and "| Swin-nano full model" in out and "FlopCounterMode" in out

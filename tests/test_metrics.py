@@ -4,6 +4,8 @@ from scipy import stats
 
 from swiniqa.evaluation.metrics import all_metrics, fit_logistic, krcc, plcc, srcc
 
+pytestmark = pytest.mark.core
+
 
 def test_metrics_match_scipy():
     rng = np.random.default_rng(0)

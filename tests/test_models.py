@@ -22,16 +22,69 @@ def test_parameter_counts_match_reference(backbone, size, ms, att, millions):
     assert abs(count_parameters(m) / 1e6 - millions) / millions < 0.01
 
 
-@pytest.mark.parametrize("ms,att", [(False, False), (True, False), (True, True), (False, True)])
-def test_output_shape_and_grad(ms, att):
-    m = build_model(TrainConfig(model_size="nano", multiscale=ms, attention=att, pretrained=False))
-    x = torch.rand(3, 3, 224, 224, requires_grad=True)
-    y = m(x)
-    assert y.shape == (3,)
-    y.sum().backward()
-    assert x.grad is not None and torch.isfinite(x.grad).all()
+COMBOS = [(False, False), (True, False), (True, True), (False, True)]
 
 
+@pytest.mark.core
+@pytest.mark.parametrize("ms,att", COMBOS)
+def test_every_trainable_parameter_gets_a_gradient(ms, att):
+    """A training step must move every parameter of both optimiser groups (backbone and head)."""
+    torch.manual_seed(0)
+    m = build_model(TrainConfig(model_size="nano", multiscale=ms, attention=att, pretrained=False, patch_size=64))
+    m.train()
+    x = torch.rand(4, 3, 64, 64)
+    y = m(x, raw=True)
+    assert y.shape == (4,) and torch.isfinite(y).all()
+    # MSE, not L1: an L1 gradient of the output bias is exactly 0 when half the batch is above its target
+    torch.nn.functional.mse_loss(y, torch.randn(4)).backward()
+    backbone, head = m.param_groups()
+    assert backbone and head
+    names = {id(p): n for n, p in m.named_parameters()}
+    for group, params in (("backbone", backbone), ("head", head)):
+        dead = [names[id(p)] for p in params if p.requires_grad and (p.grad is None or not p.grad.abs().sum() > 0)]
+        assert not dead, f"{len(dead)} {group} parameter(s) got no gradient, e.g. {dead[:4]}"
+    hyper = [p for n, p in m.named_parameters() if n.startswith("head.hyper.")]
+    assert len(hyper) > 10  # the hyper-network exists under its checkpoint key prefix
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in hyper)
+
+
+@pytest.mark.core
+@pytest.mark.parametrize("ms,att", [(True, True), (False, False)])
+def test_generated_target_weights_drive_the_score_and_its_gradient(ms, att):
+    """The hyper-network generates the target MLP's weights per image: changing its parameters must change
+    the score, and the analytic gradient along a random direction must equal the finite difference
+    (a ``.detach()`` anywhere between the generated weights and the score makes them differ)."""
+    torch.manual_seed(1)
+    m = build_model(TrainConfig(model_size="nano", multiscale=ms, attention=att, pretrained=False, patch_size=64,
+                                dropout=0.0, drop_path=0.0)).double().eval()
+    x = torch.rand(3, 3, 64, 64, dtype=torch.float64)
+    hyper = {n: p for n, p in m.named_parameters() if n.startswith("head.hyper.")}
+    direction = {n: torch.randn_like(p) for n, p in hyper.items()}
+
+    m.zero_grad()
+    m(x, raw=True).sum().backward()
+    analytic = sum(float((p.grad * direction[n]).sum()) if p.grad is not None else 0.0 for n, p in hyper.items())
+
+    def f(eps: float) -> float:
+        with torch.no_grad():
+            for n, p in hyper.items():
+                p.add_(direction[n], alpha=eps)
+            v = float(m(x, raw=True).sum())
+            for n, p in hyper.items():
+                p.sub_(direction[n], alpha=eps)
+            return v
+
+    eps = 1e-6
+    numeric = (f(eps) - f(-eps)) / (2 * eps)
+    assert abs(numeric) > 1e-3, "the score does not depend on the hyper-network's generated weights"
+    assert analytic == pytest.approx(numeric, rel=1e-4, abs=1e-6)
+    # and per image: two different images get different target networks, hence different scores
+    with torch.no_grad():
+        s = m(x, raw=True)
+    assert float(s.max() - s.min()) > 1e-6
+
+
+@pytest.mark.core
 def test_uint8_input_equals_float_input():
     m = build_model(TrainConfig(model_size="nano", pretrained=False)).eval()
     x8 = torch.randint(0, 256, (2, 3, 224, 224), dtype=torch.uint8)
@@ -45,6 +98,7 @@ def test_resnet_baseline_shapes():
         assert m(torch.rand(2, 3, 224, 224)).shape == (2,)
 
 
+@pytest.mark.core
 def test_channels_come_from_backbone():
     m = build_model(TrainConfig(model_size="micro", pretrained=False))
     assert m.backbone.channels == [32, 64, 128, 256]
@@ -52,6 +106,7 @@ def test_channels_come_from_backbone():
     assert m.head.hyper.reduce[0].in_channels == sum(m.backbone.channels)
 
 
+@pytest.mark.core
 def test_target_network_matches_naive_per_image_loop():
     torch.manual_seed(0)
     B, sizes = 5, [224, 112, 56, 28, 14, 1]
@@ -61,6 +116,7 @@ def test_target_network_matches_naive_per_image_loop():
     torch.testing.assert_close(target_forward(x, ws, bs), target_forward_naive(x, ws, bs), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.core
 def test_label_scale_is_saved_in_state_dict():
     m = build_model(TrainConfig(model_size="nano", pretrained=False))
     m.set_label_scale(50.0, 10.0)
@@ -68,6 +124,7 @@ def test_label_scale_is_saved_in_state_dict():
     assert float(sd["score_shift"]) == 50.0 and float(sd["score_scale"]) == 10.0
 
 
+@pytest.mark.core
 def test_pretrained_custom_size_without_path_is_a_clear_error():
     from swiniqa.errors import ConfigError
 
@@ -75,6 +132,7 @@ def test_pretrained_custom_size_without_path_is_a_clear_error():
         build_model(TrainConfig(model_size="nano", pretrained=True))
 
 
+@pytest.mark.core
 def test_pretrained_path_missing_file_is_a_clear_error(tmp_path):
     from swiniqa.errors import ConfigError
 

@@ -19,6 +19,8 @@ from fixtures_datasets import make_fixtures  # noqa: E402
 from swiniqa.data import read_dataset  # noqa: E402
 from swiniqa.errors import DataError  # noqa: E402
 
+pytestmark = pytest.mark.core
+
 N = 6
 NAMES = ["koniq10k", "spaq", "kadid10k", "agiqa3k", "livec", "tid2013"]
 
@@ -80,6 +82,17 @@ def test_koniq_official_split_and_columns(roots):
     assert info.official_split is not None
     parts = [info.official_split[r.path] for r in info.records]
     assert parts.count("train") == N - 2 and parts.count("val") == 1 and parts.count("test") == 1
+    # by file, not by count: each image lands in the split its `set` cell names (validation <-> test swapped,
+    # the model would be selected on the test set)
+    from swiniqa.data.splits import split_dataset
+
+    with open(os.path.join(roots["koniq10k"], "koniq10k_distributions_sets.csv"), newline="") as f:
+        want = {row["image_name"]: {"training": "train", "validation": "val", "test": "test"}[row["set"]]
+                for row in csv.DictReader(f)}
+    assert {os.path.basename(r.path): info.official_split[r.path] for r in info.records} == want
+    s = split_dataset(info, seed=0, val_fraction=0.3, test_fraction=0.3)
+    for part in ("train", "val", "test"):
+        assert sorted(os.path.basename(r.path) for r in s[part]) == sorted(k for k, v in want.items() if v == part)
     mos = read_dataset("koniq10k", roots["koniq10k"], score_column="MOS")
     assert all(1 <= r.score <= 5 for r in mos.records)
     assert [r.group for r in info.records] == [os.path.basename(r.path) for r in info.records]
