@@ -41,16 +41,10 @@ from safetensors.torch import load_file, save_file
 
 from swiniqa.config import ModelConfig, TrainConfig, config_from_dict, save_config, type_hints
 from swiniqa.errors import CheckpointError, SwiniqaError
+from swiniqa.layout import BEST_WEIGHTS, CONFIG, MANIFEST, METRICS, MODEL, STATE, WEIGHTS  # noqa: F401 (re-exported)
 
 log = logging.getLogger("swiniqa.checkpoint")
 
-WEIGHTS = "model.safetensors"
-BEST_WEIGHTS = "best_model.safetensors"
-CONFIG = "config.json"
-METRICS = "metrics.json"
-STATE = "state.pt"
-MODEL = "model.json"
-MANIFEST = "manifest.json"
 #: Every file name a checkpoint folder may hold (the manifest lists the ones written).
 CHECKPOINT_FILES = (WEIGHTS, BEST_WEIGHTS, MODEL, CONFIG, METRICS, STATE, MANIFEST)
 #: Run-config keys that ``predict``/``eval`` need beside the architecture (saved in model.json).
