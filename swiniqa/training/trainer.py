@@ -18,6 +18,7 @@ import numpy as np
 
 from swiniqa.config import TrainConfig
 from swiniqa.data.records import Record, read_config_dataset
+from swiniqa.data.staging import staged_for_workers
 from swiniqa.data.splits import split_dataset
 from swiniqa.errors import CheckpointError, ConfigError, DataError, SwiniqaError, TrainingError
 from swiniqa.resources import require_resources
