@@ -34,20 +34,16 @@ from typing import Any, Optional, Sequence, Union
 
 import ray.tune
 
-from swiniqa.config import TrainConfig, apply_overrides, config_from_dict, load_file, preset as load_preset
+from swiniqa.config import DEMO_TUNE_OVERRIDES, TrainConfig, apply_overrides, config_from_dict, load_file
+from swiniqa.config import preset as load_preset
 from swiniqa.errors import ConfigError, SwiniqaError
 from swiniqa.layout import FINAL_FILE, POSTHOC_FILE, STUDY_FILE, TRAIN_DIR
 from swiniqa.storage import ensure_writable, is_remote
 from tune_experiments.grids import Study, get_study, resolve_cells, run_name, trial_specs, uses_cpu_stand_ins
 
-#: What ``--preset demo`` changes for studies (on top of the demo preset): a sweep of 10 trials must
-#: finish in ~20 minutes on a 2-core CPU, so trials are cheaper than ``swiniqa train --preset demo``:
-#: nano Swin, 96-pixel patches, one training patch per image per epoch, 2 test patches, 6 epochs,
-#: 0.9 CPU per worker so that two trials (and their 0.01-CPU drivers) fit on 2 cores.
-DEMO_TUNE_DEFAULTS: dict[str, Any] = dict(
-    model_size="nano", patch_size=96, train_patches=1, test_patches=2, epochs=6, batch_size=32, patience=3,
-    cpus_per_worker=0.9, loader_threads=1,
-)
+#: What ``--preset demo`` changes for studies on top of the demo preset (cheaper trials; the why is at
+#: ``swiniqa.config.DEMO_TUNE_OVERRIDES``); ``swiniqa config --preset demo-tune`` shows the result.
+DEMO_TUNE_DEFAULTS: dict[str, Any] = DEMO_TUNE_OVERRIDES
 #: Keys whose difference makes an experiment folder a different experiment (checked on --resume).
 _IDENTITY_IGNORES = ("output", "name")
 DRIVER_RESOURCE = "TRAIN_DRIVER"
