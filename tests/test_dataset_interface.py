@@ -116,6 +116,10 @@ def test_train_and_tune_take_the_csv_flags_into_the_config(tmp_path, capsys, mon
 
     tcfg, _ = _tune_config(build_parser().parse_args(["tune", "lr", "--preset", "demo", *argv]))
     assert tcfg.labels == str(lab) and tcfg.lower_is_better
+    (tmp_path / "d" / "sweep.yaml").write_text("dataset: csv\nlabels: labels.csv\nscore_col: score\n")
+    monkeypatch.chdir(tmp_path / "d" / "images")  # a config file's relative paths mean the file's folder
+    tcfg, _ = _tune_config(build_parser().parse_args(["tune", "lr", "--config", "../sweep.yaml", "--epochs", "3"]))
+    assert tcfg.labels == str(lab) and tcfg.score_col == "score" and tcfg.epochs == 3
 
     from swiniqa.config import load_config
 

@@ -10,14 +10,16 @@ from tune_experiments.grids import STUDIES
 
 
 def _tune_config(args: argparse.Namespace):
-    from swiniqa.cli_common import flag_values
-    from swiniqa.config import parse_set
+    from swiniqa.cli_common import file_values, flag_values
+    from swiniqa.config import load_file, parse_set
     from tune_experiments.driver import tune_base_config
 
-    overrides: dict[str, Any] = flag_values(args)
+    # the file's values first (its relative dataset paths mean its own folder), then flags and --set
+    overrides: dict[str, Any] = file_values(args.config, load_file(args.config)) if args.config else {}
+    overrides.update(flag_values(args))
     overrides.update(parse_set(args.set))
     preset_name = args.preset or (None if args.config else "demo")
-    return tune_base_config(preset_name, args.config, overrides), preset_name
+    return tune_base_config(preset_name, None, overrides), preset_name
 
 
 def _f(v: Any, spec: str = ".4f") -> str:
