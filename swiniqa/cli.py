@@ -25,7 +25,10 @@ EPILOG = "exit codes: 0 ok, 1 data problems found, 2 usage or user error, 3 trai
 def cmd_train(args: argparse.Namespace) -> int:
     from swiniqa.training.trainer import run_training
 
+    from swiniqa.resources import check_local_capacity
+
     cfg = config_from_args(args)
+    check_local_capacity(cfg.num_workers, cfg.cpus_per_worker, cfg.use_gpu)  # before data and Ray: at once
     cc.check_output_dir(cfg.output, "--output")
     cc.apply_max_pixels(cfg.max_image_pixels)
     summary = run_training(cfg, progress=not args.quiet)  # logs the data notes before training starts

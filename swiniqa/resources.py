@@ -36,6 +36,24 @@ def shortfall(need: dict[str, float], have: dict[str, Any]) -> dict[str, float]:
     return {k: v for k, v in need.items() if float(have.get(k, 0.0)) + 1e-9 < v}
 
 
+def _refuse_if_short(num_workers: int, cpus_per_worker: float, use_gpu: bool, total: dict[str, Any]) -> None:
+    """SwiniqaError with the numbers and a fix when ``total`` cannot hold the workers."""
+    need = worker_needs(num_workers, cpus_per_worker, use_gpu)
+    short = shortfall(need, total)
+    if not short:
+        return
+    have = ", ".join(f"{float(total.get(k, 0.0)):g} {k}" for k in need)
+    fixes = []
+    if "CPU" in short:
+        fit = int(float(total.get("CPU", 0.0)) // max(cpus_per_worker, 1e-9))
+        fixes.append(f"--num-workers {max(fit, 1)}" if fit >= 1 else "fewer CPUs per worker")
+        fixes.append(f"--set cpus_per_worker={float(total.get('CPU', 0.0)) / num_workers:g}")
+    if "GPU" in short:
+        fixes = [f"--num-workers {int(float(total.get('GPU', 0.0)))}" if total.get("GPU") else "drop --gpu"]
+    raise SwiniqaError(f"{num_workers} worker(s) x {cpus_per_worker:g} CPU{' + 1 GPU' if use_gpu else ''} "
+                       f"need {_short(need)} but this machine has {have}; use {' or '.join(fixes)}")
+
+
 def require_resources(num_workers: int, cpus_per_worker: float, use_gpu: bool, *,
                       cluster: Optional[bool] = None, interval_s: float = 30.0) -> Optional[threading.Thread]:
     """Refuse (local Ray) or announce the wait (cluster) when the workers do not fit now.
@@ -54,23 +72,49 @@ def require_resources(num_workers: int, cpus_per_worker: float, use_gpu: bool, *
     import ray
 
     need = worker_needs(num_workers, cpus_per_worker, use_gpu)
-    total = ray.cluster_resources()
     cluster = bool(os.environ.get("RAY_ADDRESS")) if cluster is None else cluster
-    short = shortfall(need, total)
-    if short and not cluster:
-        have = ", ".join(f"{float(total.get(k, 0.0)):g} {k}" for k in need)
-        fixes = []
-        if "CPU" in short:
-            fit = int(float(total.get("CPU", 0.0)) // max(cpus_per_worker, 1e-9))
-            fixes.append(f"--num-workers {max(fit, 1)}" if fit >= 1 else "fewer CPUs per worker")
-            fixes.append(f"--set cpus_per_worker={float(total.get('CPU', 0.0)) / num_workers:g}")
-        if "GPU" in short:
-            fixes = [f"--num-workers {int(float(total.get('GPU', 0.0)))}" if total.get("GPU") else "drop --gpu"]
-        raise SwiniqaError(f"{num_workers} worker(s) x {cpus_per_worker:g} CPU{' + 1 GPU' if use_gpu else ''} "
-                           f"need {_short(need)} but this machine has {have}; use {' or '.join(fixes)}")
+    if not cluster:
+        _refuse_if_short(num_workers, cpus_per_worker, use_gpu, ray.cluster_resources())
     if not shortfall(need, ray.available_resources()):
         return None
     return _watch(need, interval_s)
+
+
+def check_local_capacity(num_workers: int, cpus_per_worker: float, use_gpu: bool) -> None:
+    """Before Ray starts: refuse a run a local Ray started now could never hold (no cluster, no Ray yet).
+
+    ``cpus_per_worker=0`` (derived) asks for at least 1 CPU per worker, 4 beside a GPU. Cheap: no data is
+    read and no Ray started, so ``--num-workers 4`` on a 2-CPU laptop fails in a second.
+
+    Raises:
+        SwiniqaError: with the numbers, as :func:`require_resources` does.
+    """
+    import sys
+
+    if os.environ.get("RAY_ADDRESS") or ("ray" in sys.modules and sys.modules["ray"].is_initialized()):
+        return
+    cpw = float(cpus_per_worker) if cpus_per_worker > 0 else (4.0 if use_gpu else 1.0)
+    have = {"CPU": float(_local_cpus())}
+    if use_gpu:
+        have["GPU"] = float(_local_gpus())
+    _refuse_if_short(num_workers, cpw, use_gpu, have)
+
+
+def _local_cpus() -> int:
+    """CPUs a local Ray would see: the process's CPU affinity (containers pin it), else the count."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def _local_gpus() -> int:
+    try:
+        import torch
+
+        return torch.cuda.device_count()
+    except Exception:  # noqa: BLE001 - no torch/CUDA: no GPU
+        return 0
 
 
 def _watch(need: dict[str, float], interval_s: float) -> threading.Thread:
@@ -102,4 +146,4 @@ def _watch(need: dict[str, float], interval_s: float) -> threading.Thread:
     return th
 
 
-__all__ = ["require_resources", "worker_needs", "shortfall"]
+__all__ = ["require_resources", "check_local_capacity", "worker_needs", "shortfall"]

@@ -83,8 +83,11 @@ def test_3_train_num_workers_beyond_the_cpus_is_refused_at_once(tmp_path, capsys
 
     import swiniqa.training.trainer as trainer
 
+    import swiniqa.resources as resources
+
     make_csv_dataset(tmp_path / "d", n=12, size=(64, 64))
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setattr(resources, "_local_cpus", lambda: 64)  # past the CLI's pre-check: run_training's own
     monkeypatch.setattr(trainer, "ensure_ray", lambda *a, **k: None)
     monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 2.0})
     monkeypatch.setattr(ray, "available_resources", lambda: {"CPU": 2.0})
@@ -97,6 +100,24 @@ def test_3_train_num_workers_beyond_the_cpus_is_refused_at_once(tmp_path, capsys
                "4", "--set", "patch_size=64", "--output", str(tmp_path / "runs"), "--quiet"])
     err = capsys.readouterr().err
     assert rc == 2 and "need 4 CPU but this machine has 2 CPU" in err and "--num-workers 2" in err
+
+
+@pytest.mark.parametrize("verb", [["train"], ["tune", "lr"]])
+def test_3_cli_refuses_before_reading_data_or_starting_ray(verb, tmp_path, capsys, monkeypatch):
+    import swiniqa.resources as resources
+    import swiniqa.training.trainer as trainer
+    import tune_experiments.driver as driver
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setattr(resources, "_local_cpus", lambda: 2)
+    for mod, fn in ((trainer, "run_training"), (trainer, "prepare_splits"), (driver, "run_study")):
+        monkeypatch.setattr(mod, fn, lambda *a, **k: pytest.fail("work started"))
+    rc = main([*verb, "--preset", "demo", "--num-workers", "3", "--output", str(tmp_path)])
+    err = capsys.readouterr().err
+    import re
+
+    assert rc == 2 and re.search(r"3 worker\(s\) x [\d.]+ CPU need [\d.]+ CPU but this machine has 2 CPU; "
+                                 r"use --num-workers 2", err), err
 
 
 def test_3_cluster_run_keeps_printing_that_it_waits(monkeypatch, caplog):

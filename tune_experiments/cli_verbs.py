@@ -64,6 +64,9 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
     cfg, preset_name = _tune_config(args)
     if not args.dry_run:
+        from swiniqa.resources import check_local_capacity
+
+        check_local_capacity(cfg.num_workers, cfg.cpus_per_worker, cfg.use_gpu)  # one trial's workers
         check_output_dir(cfg.output, "--output")
         apply_max_pixels(cfg.max_image_pixels)
     summary = run_study(args.study, cfg, seeds=args.seeds, output=cfg.output, name=cfg.name, resume=args.resume,
