@@ -86,3 +86,18 @@ def test_export_errors_are_one_line(exported, tmp_path, capsys):
     junk.write_bytes(b"this is not a protobuf")
     with pytest.raises(CheckpointError, match="not an ONNX model|not written by `swiniqa export`"):
         load_scorer(str(junk))
+
+
+def test_score_runs_an_onnx_file_on_ray_data(ray_session, exported, tmp_path):
+    """The exported model travels to the Ray Data actors (pickled as its bytes) and scores like the checkpoint."""
+    import pandas as pd
+
+    from swiniqa.evaluation.predict import predict_images
+    from swiniqa.serving.score import score_collection
+
+    imgs = exported["images"][300:304]
+    res = score_collection(exported["onnx"], imgs, tmp_path / "s.csv", progress=False)
+    assert res["scored"] == 4 and res["errors"] == []
+    got = pd.read_csv(tmp_path / "s.csv")["score"].to_numpy()
+    want = [r["score"] for r in predict_images(exported["ckpt"], imgs, progress=False)]
+    np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)

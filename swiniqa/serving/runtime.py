@@ -125,9 +125,10 @@ class OnnxModel(torch.nn.Module):
     """An exported model in onnxruntime behind the torch model's call: uint8 (B, 3, P, P) -> (B,) scores.
 
     It has no parameters, so ``.to(device)``/``.eval()`` are no-ops and predict's scoring loop runs it as is.
+    It pickles as the model file's bytes, so it travels to Ray actors like a torch model.
     """
 
-    def __init__(self, path: str, threads: Optional[int] = None):
+    def __init__(self, path: str | bytes, threads: Optional[int] = None):
         super().__init__()
         import onnxruntime as ort
 
@@ -135,13 +136,23 @@ class OnnxModel(torch.nn.Module):
         if threads:
             opts.intra_op_num_threads = int(threads)
         opts.log_severity_level = 3
+        what = "bytes" if isinstance(path, bytes) else path
         try:
             self.session = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
         except Exception as e:  # noqa: BLE001 - onnxruntime raises its own exception types
-            raise CheckpointError(f"cannot load ONNX model {path}: {str(e).splitlines()[0][:200]}; "
+            raise CheckpointError(f"cannot load ONNX model {what}: {str(e).splitlines()[0][:200]}; "
                                   "export it again with `swiniqa export`") from None
         self.input_name = self.session.get_inputs()[0].name
-        self.path = path
+        self.threads = threads
+        self._data = path if isinstance(path, bytes) else None
+        self.path = None if isinstance(path, bytes) else path
+
+    def __reduce__(self):
+        data = self._data
+        if data is None:
+            with open(self.path, "rb") as f:
+                data = f.read()
+        return (OnnxModel, (data, self.threads))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         a = x.detach().to("cpu").contiguous().numpy()
