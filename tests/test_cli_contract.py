@@ -12,9 +12,6 @@ import shutil
 import subprocess
 import sys
 
-import pytest
-
-
 
 def swiniqa(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "swiniqa.cli", *args], capture_output=True, text=True,

@@ -3,6 +3,7 @@
 import math
 
 import pytest
+from learnable_data import noise_config, write_noise_dataset
 
 from swiniqa.errors import TrainingError
 from swiniqa.training import checkpoint as ckio
@@ -10,9 +11,17 @@ from swiniqa.training.loop import train_in_process
 from swiniqa.training.trainer import prepare_splits
 
 
+pytestmark = pytest.mark.core
+
+
+@pytest.fixture(scope="module")
+def noise_root(tmp_path_factory):
+    return write_noise_dataset(tmp_path_factory.mktemp("noise"), n=72)[0]
+
+
 @pytest.fixture()
-def small(tiny_cfg):
-    cfg = tiny_cfg.replace(max_images=16, epochs=2, batch_size=8, train_patches=1, test_patches=1)
+def small(noise_root):
+    cfg = noise_config(noise_root, max_images=16, epochs=2, batch_size=8, train_patches=1, test_patches=1)
     splits, _ = prepare_splits(cfg, check=False)
     return cfg, splits
 
@@ -21,10 +30,13 @@ def test_loop_runs_and_resumes_without_repeating_epochs(small, tmp_path):
     cfg, splits = small
     final, reports = train_in_process(cfg, str(tmp_path / "run"), splits=splits)
     assert [r["epoch"] for r in reports] == [1, 2] and final["epochs_run"] == 2
-    assert math.isfinite(final["test_srcc"]) or math.isnan(final["test_srcc"])
-    # a longer run with the same folder resumes at epoch 3
+    assert -1.0 <= final["test_srcc"] <= 1.0  # the selected weights were tested (NaN fails here)
+    # a longer run with the same folder resumes at epoch 3 and carries the first run's history on
     final2, reports2 = train_in_process(cfg.replace(epochs=3), str(tmp_path / "run"), splits=splits)
     assert [r["epoch"] for r in reports2] == [3]
+    assert [h["epoch"] for h in final2["history"]] == [1, 2, 3]
+    assert [h["train_loss"] for h in final2["history"][:2]] == [r["train_loss"] for r in reports]
+    # (that the resumed epochs equal an uninterrupted run's: test_core_behaviour.py)
     best = ckio.resolve_checkpoint(tmp_path / "run")
     assert ckio.read_metrics(best)["val_srcc"] == max(r["val_srcc"] for r in reports + reports2
                                                       if math.isfinite(r["val_srcc"]))
@@ -35,3 +47,22 @@ def test_non_finite_loss_stops_with_a_reason_and_no_checkpoint(small, tmp_path):
     with pytest.raises(TrainingError, match="non-finite"):
         train_in_process(cfg.replace(lr=1e30, grad_clip=0.0, warmup_epochs=0), str(tmp_path / "nan"), splits=splits)
     assert ckio.find_checkpoints(tmp_path / "nan") == []
+
+
+def test_patience_stops_the_run_and_the_latest_checkpoint_keeps_the_best_weights(small, tmp_path):
+    """A frozen model (lr 1e-30: no weight moves) never improves after epoch 1: patience 1 stops it after
+    epoch 2 of 4, and epoch 2's checkpoint carries epoch 1's weights as best_model.safetensors."""
+    import torch
+
+    cfg, splits = small
+    final, reports = train_in_process(cfg.replace(lr=1e-30, epochs=4, patience=1), str(tmp_path / "p"), splits=splits)
+    assert [r["epoch"] for r in reports] == [1, 2]
+    assert final["stopped_early"] is True and final["epochs_run"] == 2 and final["best_epoch"] == 1
+    assert reports[1]["val_srcc"] == reports[0]["val_srcc"]
+    first, second = tmp_path / "p" / "checkpoint_epoch0001", tmp_path / "p" / "checkpoint_epoch0002"
+    assert not (first / "best_model.safetensors").exists()  # epoch 1 was the best: its own weights are
+    best = ckio.read_weights(second, best=True)
+    own = ckio.read_weights(first)
+    assert (second / "best_model.safetensors").is_file() and best.keys() == own.keys()
+    assert all(torch.equal(best[k], own[k]) for k in own)
+
