@@ -14,7 +14,7 @@ import os
 import sys
 from typing import Any, Callable, Optional
 
-from swiniqa.errors import ConfigError, SwiniqaError
+from swiniqa.errors import ConfigError
 from swiniqa.parsing import parse_bool, parse_hw
 
 #: Datasets named in help texts (the registered readers; kept in step by a test).
@@ -259,4 +259,4 @@ def check_output_dir(path: Optional[str], flag: str) -> Optional[str]:
 __all__ = ["emit", "jsonable", "note", "setup_logging", "add_global_flags", "add_config_args", "add_dataset_args",
            "add_preset_args", "add_model_args", "config_from_args", "reader_options", "flag_values",
            "absolute_path", "check_output_file", "check_output_dir", "parse_bool", "parse_hw", "FLAG_KEYS",
-           "DATASET_KEYS", "TRAIN_KEYS", "SwiniqaError"]
+           "DATASET_KEYS", "TRAIN_KEYS", "file_values", "apply_max_pixels", "add_max_pixels_arg"]

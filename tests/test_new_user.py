@@ -317,11 +317,6 @@ def test_11_data_check_lists_every_label_problem_with_exit_1(tmp_path, capsys):
     assert len(rep["errors"]) == 3 and "'oops', not a number" in whys and "is empty" in whys and "again" in whys
 
 
-def test_11_eval_hint_for_a_remote_checkpoint_has_dest(capsys):
-    assert main(["eval", "--checkpoint", "s3://bucket/exp", "--dataset", "demo"]) == 2
-    assert "swiniqa pull s3://bucket/exp --dest DEST" in capsys.readouterr().err
-
-
 def test_11_huge_image_is_refused_by_name_and_allowed_by_the_key(tmp_path, recwarn):
     from swiniqa.data import images
 
