@@ -134,10 +134,15 @@ def test_3_cluster_run_keeps_printing_that_it_waits(monkeypatch, caplog):
         assert th is not None
         import time
 
-        time.sleep(0.3)
+        def lines():
+            return [r.getMessage() for r in caplog.records if "waiting for resources" in r.getMessage()]
+
+        deadline = time.monotonic() + 20
+        while len(lines()) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
         free["CPU"] = 8.0  # the autoscaler added nodes: the line stops
-        th.join(2)
-    lines = [r.getMessage() for r in caplog.records if "waiting for resources" in r.getMessage()]
+        th.join(5)
+    lines = lines()
     assert len(lines) >= 3 and "asks for 8 CPU" in lines[0] and "1 of 2 CPU free" in lines[0]
     assert not th.is_alive()
 
