@@ -115,13 +115,8 @@ def uses_cpu_stand_ins(cfg: TrainConfig) -> bool:
 
 
 @dataclass(frozen=True)
-class ResolvedCell:
+class ResolvedCell(Cell):
     """A cell made concrete for one base config: the overrides actually applied."""
-
-    name: str
-    label: str
-    overrides: dict[str, Any]
-    reference: Optional[tuple[Optional[float], Optional[float]]] = None
 
     def config(self, base: TrainConfig, seed: int) -> TrainConfig:
         return base.replace(**self.overrides, seed=seed)
