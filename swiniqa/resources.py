@@ -49,7 +49,10 @@ def _refuse_if_short(num_workers: int, cpus_per_worker: float, use_gpu: bool, to
         fixes.append(f"--num-workers {max(fit, 1)}" if fit >= 1 else "fewer CPUs per worker")
         fixes.append(f"--set cpus_per_worker={float(total.get('CPU', 0.0)) / num_workers:g}")
     if "GPU" in short:
-        fixes = [f"--num-workers {int(float(total.get('GPU', 0.0)))}" if total.get("GPU") else "drop --gpu"]
+        if not total.get("GPU"):
+            raise SwiniqaError("--gpu was given but this machine has no GPU; drop --gpu, or submit to a GPU "
+                               "cluster (RAY_ADDRESS)")
+        fixes = [f"--num-workers {int(float(total.get('GPU', 0.0)))}"]
     raise SwiniqaError(f"{num_workers} worker(s) x {cpus_per_worker:g} CPU{' + 1 GPU' if use_gpu else ''} "
                        f"need {_short(need)} but this machine has {have}; use {' or '.join(fixes)}")
 

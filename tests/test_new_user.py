@@ -72,8 +72,12 @@ def test_3_local_ray_refuses_workers_beyond_the_machine(monkeypatch):
     with pytest.raises(SwiniqaError, match=r"4 worker\(s\) x 1 CPU need 4 CPU but this machine has 2 CPU; "
                                            r"use --num-workers 2"):
         require_resources(4, 1.0, False)
-    with pytest.raises(SwiniqaError, match=r"need 2 CPU \+ 2 GPU but this machine has 2 CPU, 0 GPU"):
+    with pytest.raises(SwiniqaError, match=r"--gpu was given but this machine has no GPU; drop --gpu"):
         require_resources(2, 1.0, True)
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 16.0, "GPU": 1.0})
+    with pytest.raises(SwiniqaError, match=r"need 8 CPU \+ 2 GPU but this machine has 16 CPU, 1 GPU; "
+                                           r"use --num-workers 1"):
+        require_resources(2, 4.0, True)
     assert require_resources(2, 1.0, False) is None
 
 
