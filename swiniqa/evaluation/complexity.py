@@ -172,8 +172,22 @@ def model_label(cfg: TrainConfig) -> str:
 
 def measure_complexity(cfg: TrainConfig, device: Optional[str] = None, batch_size: int = 32, repeats: int = 10,
                        latency: bool = True, warmup: Optional[int] = None) -> dict[str, Any]:
-    """Params, MACs and FLOPs per patch (FlopCounterMode), and unless ``latency=False`` the median latency
-    (ms, batch 1) and throughput (images/s at ``batch_size``) on ``device`` (default: CUDA if present)."""
+    """Params, MACs and FLOPs per patch (FlopCounterMode), and the latency and throughput of ``cfg``'s model.
+
+    Args:
+        cfg: the model's config (``pretrained`` is ignored: weights do not change the counts or the speed).
+        device: where to time (default: CUDA if present).
+        batch_size: the batch throughput is timed at.
+        repeats, warmup: timed forward passes and untimed ones before them.
+        latency: time the model at all (``False``: counts only, seconds on the ``meta`` device).
+
+    Returns:
+        ``params``, ``macs``, ``flops`` (and in M/G units), ``flops_by_op``, ``counter``, the model's label and
+        settings, and ``latency_ms`` (median, batch 1), ``images_per_s``, ``device`` (None without latency).
+
+    Raises:
+        RuntimeError: FLOPs cannot be counted on ``meta`` nor on the CPU.
+    """
     c = count_flops(cfg)
     out: dict[str, Any] = {
         "model": model_label(cfg), "backbone": cfg.backbone, "model_size": cfg.model_size,
@@ -239,7 +253,16 @@ def complexity_markdown(rows: list[dict[str, Any]]) -> str:
 
 def complexity_table(sizes: Sequence[str] = ("tiny", "small", "base"), ablations: bool = True, latency: bool = False,
                      device: Optional[str] = None, batch_size: int = 32, repeats: int = 10) -> str:
-    """Markdown table of every size (full model) and ablation cell: params, GMACs, GFLOPs (+ latency)."""
+    """Markdown table of every size (full model) and ablation cell: params, GMACs, GFLOPs (+ latency).
+
+    Args:
+        sizes: Swin sizes of the full model, one row each.
+        ablations: add the ablation study's cells (:func:`ablation_cells`).
+        latency, device, batch_size, repeats: time each row too (see :func:`measure_complexity`).
+
+    Returns:
+        The table, with the study's reference numbers beside the measured ones and a note on the counter.
+    """
     return complexity_markdown(complexity_rows(sizes, ablations, latency, device, batch_size, repeats))
 
 
