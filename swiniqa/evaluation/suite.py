@@ -206,8 +206,9 @@ def _eval_resize(name: str, ev: dict[str, Any], resize_short: Optional[int]) -> 
     if rshort is None and resize_short and (EVAL_PREPROCESSING.get(name) or {}).get("resize_short"):
         rshort = resize_short
     if isinstance(rs, str) and rs != "default":
-        rs = None if rs.strip().lower() in ("none", "null", "native", "") else \
-            tuple(int(v) for v in rs.replace("x", ",").split(","))
+        from swiniqa.parsing import parse_hw
+
+        rs = parse_hw(rs, f"{name}: resize in the roots file", DataError)
     return rs, rshort
 
 
