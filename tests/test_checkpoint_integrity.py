@@ -131,3 +131,24 @@ def test_resume_skips_an_incomplete_latest_checkpoint(tmp_path, cfg, weights):
     assert LocalSession(str(tmp_path / "run")).latest_checkpoint() == str(second)
     _truncate(second / ckio.METRICS, keep=3)
     assert LocalSession(str(tmp_path / "run")).latest_checkpoint() == str(first)
+
+
+@pytest.mark.parametrize("verb", ["predict", "eval"])
+def test_cli_refuses_an_incomplete_checkpoint_in_one_line(tmp_path, cfg, weights, capsys, verb):
+    from PIL import Image
+
+    from swiniqa.cli import main
+
+    bad = _write(tmp_path / "run" / "checkpoint_epoch0001", weights, cfg, 1, 0.5)
+    _truncate(bad / ckio.WEIGHTS)
+    img = tmp_path / "x.png"
+    Image.new("RGB", (160, 160), (120, 30, 40)).save(img)
+    args = ["predict", "--checkpoint", str(bad), str(img)] if verb == "predict" else \
+        ["eval", "--checkpoint", str(bad), "--dataset", "csv", "--labels", str(tmp_path / "l.csv"),
+         "--images", str(tmp_path)]
+    if verb == "eval":
+        (tmp_path / "l.csv").write_text("image,mos\nx.png,3.0\n")
+    rc = main(args)
+    err = capsys.readouterr().err
+    assert rc == 2 and "Traceback" not in err
+    assert "checkpoint_epoch0001 is incomplete" in err and "model.safetensors has 100 bytes" in err
