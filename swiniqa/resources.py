@@ -100,6 +100,8 @@ def check_local_capacity(num_workers: int, cpus_per_worker: float, use_gpu: bool
     have = {"CPU": float(_local_cpus())}
     if use_gpu:
         have["GPU"] = float(_local_gpus())
+        if not have["GPU"]:
+            return  # no GPU at all: training says so after the data check, as it always has
     _refuse_if_short(num_workers, cpw, use_gpu, have)
 
 
