@@ -74,3 +74,20 @@ def with_scheme(path: str, like: str) -> str:
     if not is_remote(like) or is_remote(path):
         return path
     return f"{str(like).split('://', 1)[0]}://{str(path).lstrip('/')}"
+
+
+def fetch_checkpoint(uri: str) -> str:
+    """A checkpoint or run folder in object storage as a verified local checkpoint folder.
+
+    Copied once into the node-local cache (``swiniqa.data.staging``: keyed by the URI and its listing, so
+    a rewritten checkpoint is fetched again), then the selected checkpoint's files are checked against
+    its manifest (sizes + sha256). Weights are read from safetensors; nothing is unpickled.
+
+    Raises:
+        DataError: the storage refused (no bucket, credentials, access).
+        CheckpointError: no complete checkpoint there, or a copied file does not match the manifest.
+    """
+    from swiniqa.data.staging import stage
+    from swiniqa.training.checkpoint import require_complete, resolve_checkpoint
+
+    return str(require_complete(resolve_checkpoint(stage(uri)), hashes=True))

@@ -13,6 +13,7 @@ import logging
 import os
 import pickle
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -77,7 +78,8 @@ def test_dashboard_port_moves_off_a_busy_one():
 # ------------------------------------------------------------------ item 6: two local Rays on one machine
 def test_two_local_rays_at_once_both_work(demo_root, tmp_path):
     """A ``swiniqa train`` while another local Ray runs (and 8265, Ray's default dashboard port, is taken):
-    both start their own Ray with a working dashboard (the state API Tune's early stopping needs)."""
+    both start their own Ray with a working dashboard (the state API Tune's early stopping needs; without
+    a free port Ray logs "Failed to bind" and the state API is gone)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_ADDRESS")}
     env.update(RAY_AUTH_MODE="disabled", HOME=str(tmp_path))
     holder = socket.socket()
@@ -86,22 +88,27 @@ def test_two_local_rays_at_once_both_work(demo_root, tmp_path):
         holder.listen()
     except OSError:
         holder.close()  # already taken by someone else on this machine: the same situation
-    other = ("from swiniqa.training.trainer import ensure_ray; import ray; from ray.util.state import list_actors; "
-             "ensure_ray(num_cpus=1); print(len(list_actors(address=ray.get_runtime_context().gcs_address)) >= 0); "
-             "ray.shutdown()")
+    # the first user: a local Ray that stays up (it started while 8265 was taken, too)
+    other = ("import sys, ray; from ray.util.state import list_actors; from swiniqa.training.trainer import ensure_ray; "
+             "ensure_ray(num_cpus=1); list_actors(address=ray.get_runtime_context().gcs_address); "
+             "print('up', flush=True); sys.stdin.read(); ray.shutdown()")
+    first = subprocess.Popen([sys.executable, "-c", other], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
     try:
-        second = subprocess.Popen([sys.executable, "-c", other], env=env, stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, text=True)
+        up = first.stdout.readline().strip()
+        assert up == "up", first.communicate()[1][-2000:]
         r = subprocess.run([SWINIQA, "train", "--preset", "demo", "--data-root", str(demo_root), "--epochs", "1",
                             "--set", "max_images=16", "--set", "train_patches=1", "--set", "test_patches=1",
                             "--set", "batch_size=8", "--output", str(tmp_path / "runs"), "--name", "two", "--json",
                             "--quiet"], env=env, capture_output=True, text=True, timeout=400)
-        out, err = second.communicate(timeout=300)
+        assert first.poll() is None  # both at once
+        out, err = first.communicate("", timeout=120)
     finally:
         holder.close()
+        first.kill()
     assert r.returncode == 0, r.stderr[-2000:]
     assert json.loads(r.stdout.strip().splitlines()[-1])["epochs"] == 1
-    assert second.returncode == 0 and out.strip() == "True", err[-2000:]
+    assert first.returncode == 0, err[-2000:]
     assert "Failed to bind" not in r.stderr + err
 
 
@@ -419,8 +426,21 @@ def test_train_from_and_to_s3_survives_losing_a_worker_node(s3, cluster, s3_demo
     client.download_file(BUCKET, "runs/spot/history.csv", str(hist))
     assert [int(float(r["epoch"])) for r in csv.DictReader(open(hist))] == [1, 2, 3, 4, 5]
     # the dataset was staged once on the driver's node and once on each node that ran a Train worker
-    assert len(_staged_copies(env["SWINIQA_DATA_CACHE"])) == 1
+    assert [json.load(open(m))["uri"] for m in _staged_copies(env["SWINIQA_DATA_CACHE"])] == [s3_demo]
+    data_local = _staged_copies(env["SWINIQA_DATA_CACHE"])[0].parent
     assert all(len(_staged_copies(cluster.caches[n])) == 1 for n in worker_nodes), worker_nodes
+    # eval and predict take the S3 run: its best checkpoint is copied once, verified, then used
+    ev = subprocess.run([SWINIQA, "eval", "--checkpoint", run, "--dataset", "demo", "--data-root", s3_demo, "--json"],
+                        env=env, capture_output=True, text=True, timeout=300)
+    assert ev.returncode == 0, ev.stderr[-2000:]
+    e = json.loads(ev.stdout.strip().splitlines()[-1])
+    assert -1 <= e["srcc"] <= 1 and e["checkpoint"].startswith(env["SWINIQA_DATA_CACHE"])
+    pngs = [str(p) for p in sorted(data_local.glob("images/*.png"))[:3]]
+    pr = subprocess.run([SWINIQA, "predict", "--checkpoint", run, *pngs, "--json"], env=env,
+                        capture_output=True, text=True, timeout=300)
+    assert pr.returncode == 0, pr.stderr[-2000:]
+    copies = [json.load(open(m))["uri"] for m in _staged_copies(env["SWINIQA_DATA_CACHE"])]
+    assert copies.count(run) == 1  # eval copied the run once; predict used that copy
 
 
 def test_lost_node_without_max_failures_is_one_line(s3, cluster, small_demo):
@@ -478,3 +498,29 @@ def test_tune_sweep_across_nodes_to_s3_report_and_pull(s3, cluster, small_demo, 
                        text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     assert list(dest.rglob("model.safetensors")) and list(dest.rglob("pulled.json"))
+    # scripts/tensorboard.sh syncs the study's event files from S3 and serves its curves
+    port = _free_port()
+    tb = subprocess.Popen(["bash", str(ROOT / "scripts" / "tensorboard.sh"), exp, "--port", str(port), "--cache",
+                           str(tmp_path / "tbcache")], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True, start_new_session=True)
+    try:
+        tags = _get_json(f"http://127.0.0.1:{port}/data/plugin/scalars/tags", tb)
+    finally:
+        os.killpg(tb.pid, signal.SIGTERM)
+        tb.wait(timeout=30)
+    runs_with_val = [r for r, t in tags.items() if "val/srcc" in t]
+    assert len(runs_with_val) == 5, tags  # one curve per trial of the lr grid
+
+
+def _get_json(url: str, proc, timeout: float = 120):
+    import urllib.request
+
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        assert proc.poll() is None, proc.communicate()[1][-2000:]
+        try:
+            with urllib.request.urlopen(url, timeout=5) as r:
+                return json.loads(r.read())
+        except OSError:
+            time.sleep(1.0)
+    raise AssertionError(f"nothing served at {url}")

@@ -155,7 +155,9 @@ def read_dataset(name: str, root: Optional[str], **options) -> DatasetInfo:
         DataError: unknown dataset, missing root, broken label file.
     """
     spec = dataset_spec(name, flag=str(options.pop("_flag", "--dataset")))
-    return spec.reader(root, **_fit_options(spec, {k: v for k, v in options.items() if v is not None}))
+    from swiniqa.data.staging import read_staged  # s3:// / gs:// locations are staged locally first
+
+    return read_staged(spec.reader, root, _fit_options(spec, {k: v for k, v in options.items() if v is not None}))
 
 
 #: Reader option -> the flag (and TrainConfig key) that sets it, for messages.

@@ -10,7 +10,7 @@ import argparse
 import sys
 from typing import Any, Optional
 
-from swiniqa.errors import CheckpointError, ConfigError
+from swiniqa.errors import ConfigError
 
 
 # --------------------------------------------------------------------------------------------- helpers
@@ -25,9 +25,10 @@ def _checkpoint_path(path: str) -> str:
     from swiniqa.storage import is_remote
     from swiniqa.training.checkpoint import FOREIGN_SUFFIXES, resolve_checkpoint
 
-    if is_remote(path):
-        raise CheckpointError(f"{path} is remote; copy its best checkpoint first with "
-                              f"`swiniqa pull {path} --dest DEST` and pass DEST/best")
+    if is_remote(path):  # copied once into the local cache, verified against its manifest
+        from swiniqa.storage import fetch_checkpoint
+
+        return fetch_checkpoint(path)
     if path.endswith((*FOREIGN_SUFFIXES, ".safetensors", ".onnx")):
         return path
     return str(resolve_checkpoint(path))

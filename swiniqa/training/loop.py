@@ -28,6 +28,7 @@ import torch.distributed as dist
 from swiniqa.config import TrainConfig, config_from_dict
 from swiniqa.data.loader import ImageCache, TrainPatches
 from swiniqa.data.records import Record
+from swiniqa.data.staging import localise_splits
 from swiniqa.errors import TrainingError
 from swiniqa.evaluation.inference import evaluate_split
 from swiniqa.models import build_model, unwrap
@@ -176,7 +177,7 @@ def _place_model(cfg: TrainConfig, session: Session, device: torch.device, label
 def setup(loop_config: dict[str, Any], session: Session) -> Run:
     """Seed, pick the device and threads, build the model, optimizer, schedule and training loader."""
     cfg: TrainConfig = config_from_dict(loop_config["config"])
-    splits = {k: _records(v) for k, v in loop_config["splits"].items()}
+    splits = {k: _records(v) for k, v in localise_splits(loop_config).items()}  # s3:// data: staged per node
     label_stats = tuple(loop_config["label_stats"])
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)

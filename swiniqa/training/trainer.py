@@ -6,6 +6,7 @@ is checked here, before a single worker starts.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import sys
@@ -111,6 +112,28 @@ def ensure_ray(num_cpus: Optional[int] = None) -> None:
         ray.init(address=os.environ["RAY_ADDRESS"], **kwargs)
     else:
         ray.init(num_cpus=num_cpus, dashboard_host="127.0.0.1", dashboard_port=dashboard_port(), **kwargs)
+    if not os.environ.get("SWINIQA_RAY_LOGS"):
+        _quiet_raylet_errors()
+
+
+def _quiet_raylet_errors() -> None:
+    """Send Ray's raylet error dumps (e.g. 20 lines of a lost node's log, printed on the driver's *stdout*)
+    to the debug log: a lost node is explained in one line by :func:`lost_node_line`, and ``--json`` keeps
+    stdout clean. ``--debug`` keeps Ray's own printing."""
+    import ray._private.worker as rw
+
+    original = getattr(rw, "print_to_stdstream", None)
+    if original is None or getattr(original, "_swiniqa_quiet", False):
+        return
+
+    def print_to_stdstream(data, ignore_prefix: bool):
+        if data.get("pid") == "raylet":
+            logging.getLogger("swiniqa.ray").debug("%s", "\n".join(data.get("lines", [])))
+            return
+        original(data, ignore_prefix)
+
+    print_to_stdstream._swiniqa_quiet = True  # type: ignore[attr-defined]
+    rw.print_to_stdstream = print_to_stdstream
 
 
 def dashboard_port(preferred: int = 8265) -> int:
