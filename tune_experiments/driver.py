@@ -572,6 +572,38 @@ def _fit(tuner) -> None:
                 os.environ[k] = v
 
 
+def _tuner(plan: _Plan, splits: dict, saved: Optional[dict], resume: bool, progress: bool,
+           max_concurrent: Optional[int]) -> tuple[Any, bool, int]:
+    """Start Ray, size the concurrency, write ``study.json`` and build (or restore) the Tuner.
+
+    Returns ``(tuner, restoring, trials at a time)``."""
+    from ray.tune import Tuner
+
+    from swiniqa.resources import require_resources  # a cluster short of one trial's workers: say it waits
+    from swiniqa.training.trainer import cpus_per_worker, ensure_ray
+    from tune_experiments.aggregate import write_json
+
+    base = plan.base
+    ensure_ray()
+    driver_res, n_conc, rnotes = plan_resources(base, len(plan.specs), max_concurrent)
+    plan.notes += rnotes
+    require_resources(base.num_workers, cpus_per_worker(base), base.use_gpu)
+    configs = {c.name: c.config(base, plan.seeds[0]).to_dict() for c in plan.cells}
+    trainable = ray.tune.with_resources(
+        ray.tune.with_parameters(study_trial, exp_uri=plan.exp_uri, configs=configs, splits=splits), driver_res)
+    restoring = bool(resume and Tuner.can_restore(plan.exp_uri))
+    if progress:
+        _announce(plan, restoring, n_conc)
+    if saved is None:
+        write_json(f"{plan.exp_uri}/{STUDY_FILE}", plan.meta)
+    if restoring:
+        return Tuner.restore(plan.exp_uri, trainable=trainable, resume_unfinished=True, resume_errored=True), \
+            True, n_conc
+    if resume and progress:
+        _show("  note: nothing to resume there yet; starting the sweep")
+    return _new_tuner(plan, trainable, n_conc, progress), False, n_conc
+
+
 def run_study(study: Union[str, Study], base_cfg: TrainConfig, seeds: Union[int, Sequence[int]] = 1,
               output: Optional[str] = None, name: Optional[str] = None, resume: bool = False,
               dry_run: bool = False, progress: bool = True, *, preset: Optional[str] = None,
@@ -619,32 +651,9 @@ def run_study(study: Union[str, Study], base_cfg: TrainConfig, seeds: Union[int,
     base = plan.base
     splits, data_report = _splits_for_seeds(base, plan.seeds, check=check_data, progress=progress)
 
-    from ray.tune import Tuner
+    from tune_experiments.aggregate import build_report, load_experiment
 
-    from swiniqa.training.trainer import ensure_ray
-    from tune_experiments.aggregate import build_report, load_experiment, write_json
-
-    ensure_ray()
-    driver_res, n_conc, rnotes = plan_resources(base, len(plan.specs), max_concurrent)
-    plan.notes += rnotes
-    from swiniqa.resources import require_resources  # a cluster short of one trial's workers: say it waits
-    from swiniqa.training.trainer import cpus_per_worker
-
-    require_resources(base.num_workers, cpus_per_worker(base), base.use_gpu)
-    configs = {c.name: c.config(base, plan.seeds[0]).to_dict() for c in plan.cells}
-    trainable = ray.tune.with_resources(
-        ray.tune.with_parameters(study_trial, exp_uri=plan.exp_uri, configs=configs, splits=splits), driver_res)
-    restoring = bool(resume and Tuner.can_restore(plan.exp_uri))
-    if progress:
-        _announce(plan, restoring, n_conc)
-    if saved is None:
-        write_json(f"{plan.exp_uri}/{STUDY_FILE}", plan.meta)
-    if restoring:
-        tuner = Tuner.restore(plan.exp_uri, trainable=trainable, resume_unfinished=True, resume_errored=True)
-    else:
-        if resume and progress:
-            _show("  note: nothing to resume there yet; starting the sweep")
-        tuner = _new_tuner(plan, trainable, n_conc, progress)
+    tuner, restoring, n_conc = _tuner(plan, splits, saved, resume, progress, max_concurrent)
     _fit(tuner)
     # Nothing runs now: whatever worker placement group is left is a leak (see release_leaked_placement_groups).
     release_leaked_placement_groups(_worker_bundle(base), base.num_workers, {}, grace_s=0.0)
