@@ -9,6 +9,13 @@ from __future__ import annotations
 import argparse
 
 
+def _checkpoint(path: str) -> str:
+    """A local checkpoint path: an ``s3://``/``gs://`` checkpoint is copied once and verified (as for predict)."""
+    from swiniqa.storage import fetch_checkpoint, is_remote
+
+    return fetch_checkpoint(path) if is_remote(path) else path
+
+
 def _flag(args: argparse.Namespace, name: str) -> bool:
     """A global flag (``--json``, ``--quiet``): the CLI adds them to every verb parser."""
     return bool(getattr(args, name, False))
@@ -22,7 +29,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     if args.format != "onnx":
         raise ConfigError(f"--format {args.format}: only onnx is supported")
-    res = export_onnx(args.checkpoint, args.out, opset=args.opset, verify_images=args.verify or None)
+    res = export_onnx(_checkpoint(args.checkpoint), args.out, opset=args.opset, verify_images=args.verify or None)
     emit(res, _flag(args, "json"), lambda s: (f"wrote {s['onnx']} ({s['bytes'] / 1e6:.1f} MB, opset {s['opset']}); "
                                     f"onnxruntime vs torch: max |diff| {s['max_abs_diff']:.2g} on {s['verified_on']}"))
     return 0
@@ -53,7 +60,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     from swiniqa.cli import emit
     from swiniqa.serving.score import score_collection
 
-    res = score_collection(args.checkpoint, args.inputs, args.output, patches=args.patches,
+    res = score_collection(_checkpoint(args.checkpoint), args.inputs, args.output, patches=args.patches,
                            resize=_resize(args.resize), resize_short=args.resize_short, recursive=args.recursive,
                            batch_size=args.batch_size, actors=args.actors, gpus_per_actor=args.gpus_per_actor,
                            cpus_per_actor=args.cpus_per_actor, progress=not _flag(args, "quiet"))
@@ -75,7 +82,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from swiniqa.serving.serve import start_server
 
-    url = start_server(args.checkpoint, host=args.host, port=args.port, replicas=args.replicas,
+    url = start_server(_checkpoint(args.checkpoint), host=args.host, port=args.port, replicas=args.replicas,
                        gpus_per_replica=args.gpus_per_replica, cpus_per_replica=args.cpus_per_replica,
                        patches=args.patches, resize=_resize(args.resize), resize_short=args.resize_short,
                        max_body_bytes=int(args.max_body_mb * (1 << 20)), max_batch=args.max_batch,
@@ -94,7 +101,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------------------------- register
 def _add_scoring_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", required=True,
-                   help="checkpoint folder, a run/experiment folder (its best), or an exported .onnx file")
+                   help="checkpoint folder, a run/experiment folder (its best; also s3:// / gs://), or an exported .onnx file")
     p.add_argument("--patches", type=int, help="crops per image (default: the checkpoint's test_patches)")
     p.add_argument("--resize", help="HEIGHT,WIDTH, or none for the native size (default: as trained)")
     p.add_argument("--resize-short", dest="resize_short", type=int, help="scale the shorter side to N px")
@@ -127,7 +134,8 @@ def _register_export(sub) -> None:
         description="Export the whole model (normalisation, backbone, hyper-network, batched target network) to "
                     "ONNX with a dynamic batch: input uint8 crops (B, 3, P, P) named 'patches', output 'scores' (B,). "
                     "The file carries the run's config, so `predict`, `score` and `serve` accept it as --checkpoint.")
-    p.add_argument("--checkpoint", required=True, help="checkpoint folder, or a run/experiment folder (its best)")
+    p.add_argument("--checkpoint", required=True,
+                   help="checkpoint folder, or a run/experiment folder (its best; also s3:// / gs://)")
     p.add_argument("--format", default="onnx", help="onnx (the only format)")
     p.add_argument("--out", required=True, help="the .onnx file to write")
     p.add_argument("--opset", type=int, default=18, help="ONNX opset (default 18, onnxruntime CPU >= 1.14)")
