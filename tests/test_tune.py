@@ -6,7 +6,6 @@ import glob
 import json
 import math
 import os
-import shutil
 
 import pytest
 
@@ -91,6 +90,14 @@ def test_dry_run_lists_the_grid(capsys, tmp_path):
     assert sorted({t["lr"] for t in s["trials"]}) == pytest.approx([1e-4, 5e-4, 1e-3, 3e-3, 5e-3])
     rc, s, _ = _cli_json(capsys, ["tune", "size", "--preset", "demo", "--dry-run", "--json"])
     assert [t["model_size"] for t in s["trials"]] == ["nano", "micro", "mini"]
+    # the early-stopping flags reach the plan: defaults, then --grace-period/--reduction-factor, --no-early-stop
+    assert (s["early_stopping"]["asha"], s["early_stopping"]["grace_period"], s["early_stopping"]["reduction_factor"]) \
+        == (True, 2, 2)
+    rc, s, _ = _cli_json(capsys, ["tune", "augment", "--preset", "demo", "--dry-run", "--json", "--grace-period", "1",
+                                  "--reduction-factor", "3"])
+    assert rc == 0 and (s["early_stopping"]["grace_period"], s["early_stopping"]["reduction_factor"]) == (1, 3)
+    rc, s, _ = _cli_json(capsys, ["tune", "augment", "--preset", "demo", "--dry-run", "--json", "--no-early-stop"])
+    assert rc == 0 and s["early_stopping"]["asha"] is False
 
 
 def test_user_errors_are_one_line(capsys, tmp_path):
@@ -163,72 +170,151 @@ def test_leaked_worker_placement_groups_are_released(ray_session):
             remove_placement_group(pg)
 
 
-# ------------------------------------------------------------------------------------------ a real sweep
-def test_small_sweep_report_resume_and_posthoc(ray_session, demo_root, tmp_path, capsys):
-    """2 trials x 2 epochs of a nano model on a few demo images, then report, resume and the
-    post-hoc test of an (artificially) early-stopped trial."""
-    cfg = tune_base_config("demo", overrides=dict(
-        data_root=str(demo_root), epochs=2, train_patches=1, test_patches=1, batch_size=16, warmup_epochs=0,
-        patch_size=64, max_images=48))
-    out = str(tmp_path / "runs")
-    s = run_study("augment", cfg, seeds=1, output=out)
-    err = capsys.readouterr().err
-    assert "[1/2]" in err and "[2/2]" in err and "jitter-on-seed0" in err
-    exp = s["experiment"]
-    assert s["trials"] == 2 and s["status"] == {"completed": 2} and s["max_concurrent_trials"] == 2
-    assert 2 <= s["epochs_run"] <= s["epochs_full_grid"] == 4
-    for p in s["plots"]:
-        assert os.path.getsize(p) > 1000
-    import pandas as pd
+# ------------------------------------------------------------------------------------------ real sweeps
+def test_patience_and_asha_stop_trials_for_real(ray_session, tmp_path):
+    """Three trials, one at a time, on learnable data, ASHA rung at epoch 2 (reduction factor 3):
 
-    table = pd.read_csv(s["table"])
-    assert {"test_srcc_mean", "test_srcc_std", "test_srcc_ci95_lo", "test_plcc_mean", "params"} <= set(table.columns)
-    rows = json.load(open(os.path.join(exp, "results.json")))
-    assert [(r["cell"], r["seed"], r["status"]) for r in rows] == [("jitter-off", 0, "completed"),
-                                                                   ("jitter-on", 0, "completed")]
-    for r in rows:
-        assert math.isfinite(r["test_srcc"]) and r["test_source"] == "worker"
+    * ``frozen-patience`` (lr 1e-30: no weight moves, so val SRCC never improves; patience 1) stops itself
+      after epoch 2 and tests its best weights in the worker;
+    * ``learns`` beats it at the rung and runs all 4 epochs;
+    * ``frozen-asha`` (the same frozen model, patience 100) scores the frozen value at the rung, below the
+      rung's cut (F + (L - F) / 3), so ASHA stops it; its best checkpoint is tested after the sweep, and as
+      it holds the same weights as ``frozen-patience`` on the same split, the post-hoc test must give the
+      worker's test metrics.
+    No result line is edited: every stop is the real one. Then every report file of the study is checked.
+    """
+    from learnable_data import write_noise_dataset
+    from tune_experiments.grids import Cell, Study
+
+    root, _ = write_noise_dataset(tmp_path / "data")
+    cfg = tune_base_config("demo", overrides=dict(
+        dataset="csv", data_root=root, patch_size=64, resize=None, train_patches=4, test_patches=2, batch_size=16,
+        epochs=4, lr=2e-3, warmup_epochs=0, content_aug=False, val_fraction=0.25, test_fraction=0.2))
+    study = Study(name="stops", title="Early stopping for real", varied=("lr", "patience"), figure="bars",
+                  cells=(Cell("frozen-patience", "frozen, patience 1", {"lr": 1e-30, "patience": 1}),
+                         Cell("learns", "learns", {"lr": 2e-3, "patience": 100}),
+                         Cell("frozen-asha", "frozen, patience 100", {"lr": 1e-30, "patience": 100})),
+                  compare=(("frozen-patience", "learns"),))
+    s = run_study(study, cfg, seeds=1, output=str(tmp_path / "runs"), max_concurrent=1, grace_period=2,
+                  reduction_factor=3, cpu_stand_ins=False, progress=False)
+    exp = s["experiment"]
+    rows = {r["cell"]: r for r in json.load(open(os.path.join(exp, "results.json")))}
+    p, learn, a = rows["frozen-patience"], rows["learns"], rows["frozen-asha"]
+    assert (p["stopped_by"], p["epochs_run"], p["test_source"]) == ("patience", 2, "worker"), p
+    assert (learn["stopped_by"], learn["epochs_run"], learn["status"]) == (None, 4, "completed"), learn
+    assert learn["val_srcc"] > p["val_srcc"] + 0.2
+    assert (a["stopped_by"], a["status"], a["epochs_run"], a["test_source"]) == ("asha", "early_stopped", 2,
+                                                                                "posthoc"), a
+    assert a["val_srcc"] == p["val_srcc"]
+    assert math.isfinite(a["test_srcc"]) and a["test_srcc"] == pytest.approx(p["test_srcc"], abs=1e-4)
+    assert s["status"] == {"completed": 2, "early_stopped": 1}
+    assert s["epochs_run"] == 2 + 4 + 2 and s["epochs_full_grid"] == 12
+    for r in rows.values():
         assert os.path.isfile(os.path.join(r["checkpoint"], "model.safetensors"))
         assert r["checkpoint"].endswith(f"checkpoint_epoch{r['best_epoch']:04d}")
-        assert glob.glob(os.path.join(exp, "tensorboard", f"{r['cell']}-seed0", "events.out.tfevents.*"))
-        final = json.load(open(os.path.join(exp, "train", f"{r['cell']}-seed0", "final.json")))
-        assert final["test_srcc"] == pytest.approx(r["test_srcc"])
-    assert rows[1]["config"]["color_jitter"] is True and rows[0]["config"]["model_size"] == "nano"
-    assert s["best"]["checkpoint"] in {r["checkpoint"] for r in rows}
+    # the report: tables (CSV, Markdown, LaTeX), the compared difference, bars and training curves
+    rep = os.path.join(exp, "report")
+    for name in ("table_stops.csv", "table_stops.md", "table_stops.tex", "differences_stops.csv"):
+        assert os.path.getsize(os.path.join(rep, name)) > 100, name
+    for name in ("bars_stops.png", "training_curves.png"):
+        assert open(os.path.join(rep, name), "rb").read(8) == b"\x89PNG\r\n\x1a\n", name
+    tex = open(os.path.join(rep, "table_stops.tex")).read()
+    assert "\\begin{tabular}" in tex and all(c.label in tex for c in study.cells)
+    import pandas as pd
 
-    # `swiniqa pull` of the finished sweep returns the best trial's checkpoint, verified
-    from swiniqa.cli import main
+    diffs = pd.read_csv(os.path.join(rep, "differences_stops.csv"))
+    d = diffs[(diffs["from"] == "frozen-patience") & (diffs["to"] == "learns") & (diffs["metric"] == "test_srcc")]
+    assert len(d) == 1 and float(d["diff"].iloc[0]) == pytest.approx(learn["test_srcc"] - p["test_srcc"], abs=1e-6)
 
-    assert main(["pull", exp, "--dest", str(tmp_path / "best"), "--json"]) == 0
-    pulled = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert pulled["checkpoints"][0]["source"].rstrip("/").endswith(
-        os.path.relpath(s["best"]["checkpoint"], exp).replace(os.sep, "/"))
+
+def _driver_env(ray_session) -> dict:
+    """The CLI in a subprocess, attached to the session's Ray (no second Ray on 2 cores)."""
+    env = {**os.environ, "RAY_ADDRESS": ray_session.get_runtime_context().gcs_address}
+    return env
+
+
+def test_cli_sweep_killed_mid_trial_resumes_without_rerunning(ray_session, demo_root, tmp_path):
+    """`swiniqa tune augment` through the console entry point, one trial at a time, ASHA off: the driver is
+    SIGKILLed while the second trial is running; `--resume` then reruns nothing finished, continues the
+    second trial from its checkpoint (its epoch 1 is not trained again), and the experiment reports,
+    pulls and lists every file."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "runs"
+    args = [sys.executable, "-m", "swiniqa.cli", "tune", "augment", "--preset", "demo", "--seeds", "1",
+            "--max-concurrent", "1", "--no-early-stop", "--epochs", "3", "--set", f"data_root={demo_root}",
+            "--set", "max_images=32", "--set", "patch_size=64", "--set", "batch_size=16", "--set", "test_patches=1",
+            "--set", "warmup_epochs=0", "--output", str(out), "--json"]
+    env = _driver_env(ray_session)
+    exp = out / "augment-demo"
+    first, second = exp / "train" / "jitter-off-seed0", exp / "train" / "jitter-on-seed0"
+    driver = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        deadline = time.time() + 400
+        # Kill once Ray Train has *registered* the second trial's first checkpoint (its snapshot names it): a
+        # kill between the folder's upload and its registration legitimately restarts that run from scratch.
+        snapshot = second / "checkpoint_manager_snapshot.json"
+        while not (snapshot.is_file() and "checkpoint_epoch0001" in snapshot.read_text()):
+            assert driver.poll() is None, driver.stderr.read()[-2000:]
+            assert time.time() < deadline, "the second trial never registered its first checkpoint"
+            time.sleep(0.2)
+        os.kill(driver.pid, signal.SIGKILL)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+        driver.wait()
+    assert (first / "final.json").is_file() and not (second / "final.json").exists()  # killed mid-trial
+    done_before = (first / "final.json").read_text()
+    epoch1 = json.loads((second / "checkpoint_epoch0001" / "metrics.json").read_text())
+    first_lines = len(open(exp / "jitter-off-seed0" / "result.json").read().splitlines())
+    time.sleep(3)  # let Ray release the killed driver's actors
+
+    r = subprocess.run(args + ["--resume"], capture_output=True, text=True, env=env, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    s = json.loads(r.stdout.strip().splitlines()[-1])
+    assert s["resumed"] is True and s["trials"] == 2 and s["status"] == {"completed": 2}
+    assert s["max_concurrent_trials"] == 1 and s["epochs_run"] == 6 and s["epochs_full_grid"] == 6
+    assert json.load(open(exp / "study.json"))["early_stopping"]["asha"] is False
+    # the finished trial was not rerun
+    assert (first / "final.json").read_text() == done_before
+    assert len(open(exp / "jitter-off-seed0" / "result.json").read().splitlines()) == first_lines
+    # the interrupted one continued from its checkpoint: epoch 1 kept its recorded row, no epoch twice
+    import csv
+
+    hist = list(csv.DictReader(open(second / "history.csv")))
+    assert [int(float(h["epoch"])) for h in hist] == [1, 2, 3]
+    assert float(hist[0]["epoch_time_s"]) == pytest.approx(epoch1["epoch_time_s"], rel=1e-9)
+    assert float(hist[0]["train_loss"]) == pytest.approx(epoch1["train_loss"], rel=1e-9)
+    rows = json.load(open(exp / "results.json"))
+    assert [(x["cell"], x["status"], x["epochs_run"]) for x in rows] == [("jitter-off", "completed", 3),
+                                                                        ("jitter-on", "completed", 3)]
+    for x in rows:
+        assert math.isfinite(x["test_srcc"]) and x["test_source"] == "worker"
+        assert glob.glob(str(exp / "tensorboard" / f"{x['cell']}-seed0" / "events.out.tfevents.*"))
+    assert rows[1]["config"]["color_jitter"] is True and rows[0]["config"]["color_jitter"] is False
+
+    # `swiniqa report` rebuilds every file of the study; `swiniqa pull` fetches the best checkpoint
+    r = subprocess.run([sys.executable, "-m", "swiniqa.cli", "report", str(exp), "--json"], capture_output=True,
+                       text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    rep = json.loads(r.stdout.strip().splitlines()[-1])
+    for k in ("table", "plots", "trials", "epochs_run", "epochs_full_grid", "best"):
+        assert k in rep, k
+    names = set(os.listdir(exp / "report"))
+    assert {"table_augment.csv", "table_augment.md", "table_augment.tex", "differences_augment.csv",
+            "bars_augment.png", "training_curves.png"} <= names
+    import pandas as pd
+
+    table = pd.read_csv(exp / "report" / "table_augment.csv")
+    assert {"test_srcc_mean", "test_srcc_std", "test_srcc_ci95_lo", "test_plcc_mean", "params"} <= set(table.columns)
+    r = subprocess.run([sys.executable, "-m", "swiniqa.cli", "pull", str(exp), "--dest", str(tmp_path / "best"),
+                        "--json"], capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    pulled = json.loads(r.stdout.strip().splitlines()[-1])
     assert os.path.isfile(os.path.join(pulled["checkpoint"], "model.safetensors"))
-    assert pulled["srcc"] == pytest.approx(max(r["val_srcc"] for r in rows))
-
-    # no silent reuse; --resume of a finished sweep reruns nothing
-    with pytest.raises(SwiniqaError, match="already exists"):
-        run_study("augment", cfg, seeds=1, output=out)
-    s2 = run_study("augment", cfg, seeds=1, output=out, resume=True, progress=False)
-    assert s2["resumed"] and s2["trials"] == 2 and s2["epochs_run"] == s["epochs_run"]
-
-    # A trial stopped by ASHA has no final line: its best checkpoint is tested after the sweep and
-    # must give the worker's own test metrics (same weights, same fixed test crops).
-    from tune_experiments.aggregate import load_experiment
-    from tune_experiments.driver import _splits_for_seeds, run_posthoc_tests
-
-    res = os.path.join(exp, "jitter-on-seed0", "result.json")
-    lines = open(res).read().splitlines()
-    open(res, "w").write("\n".join(ln for ln in lines if '"final_report": true' not in ln) + "\n")
-    os.remove(os.path.join(exp, "train", "jitter-on-seed0", "final.json"))
-    e = load_experiment(exp)
-    stopped = [r for r in e.rows if r["cell"] == "jitter-on"][0]
-    assert stopped["status"] == "early_stopped" and not math.isfinite(stopped["test_srcc"])
-    splits, _ = _splits_for_seeds(cfg, [0], check=False, progress=False)
-    done = run_posthoc_tests(exp, e.rows, splits, cfg, progress=False)
-    assert done["jitter-on-seed0"]["test_srcc"] == pytest.approx(rows[1]["test_srcc"], abs=1e-4)
-    rc, rep, _ = _cli_json(capsys, ["report", exp, "--json", "--no-plots"])
-    assert rc == 0 and rep["status"] == {"completed": 1, "early_stopped": 1}
-    again = json.load(open(os.path.join(exp, "results.json")))
-    assert again[1]["test_source"] == "posthoc" and again[1]["stopped_by"] == "asha"
-    shutil.rmtree(tmp_path / "runs", ignore_errors=True)
+    assert pulled["srcc"] == pytest.approx(max(x["val_srcc"] for x in rows))
+    assert pulled["config"]["color_jitter"] == rows[[x["val_srcc"] for x in rows].index(pulled["srcc"])]["config"][
+        "color_jitter"]
