@@ -89,7 +89,8 @@ def test_two_local_rays_at_once_both_work(demo_root, tmp_path):
     except OSError:
         holder.close()  # already taken by someone else on this machine: the same situation
     # the first user: a local Ray that stays up (it started while 8265 was taken, too)
-    other = ("import sys, ray; from ray.util.state import list_actors; from swiniqa.training.trainer import ensure_ray; "
+    other = ("import sys, ray; from ray.util.state import list_actors; "
+             "from swiniqa.training.trainer import ensure_ray; "
              "ensure_ray(num_cpus=1); list_actors(address=ray.get_runtime_context().gcs_address); "
              "print('up', flush=True); sys.stdin.read(); ray.shutdown()")
     first = subprocess.Popen([sys.executable, "-c", other], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -501,12 +502,14 @@ def test_tune_sweep_across_nodes_to_s3_report_and_pull(s3, cluster, small_demo, 
     # scripts/tensorboard.sh syncs the study's event files from S3 and serves its curves
     port = _free_port()
     tb = subprocess.Popen(["bash", str(ROOT / "scripts" / "tensorboard.sh"), exp, "--port", str(port), "--cache",
-                           str(tmp_path / "tbcache")], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          text=True, start_new_session=True)
+                           str(tmp_path / "tbcache")],
+                          env={**env, "PATH": f"{Path(sys.executable).parent}:{env['PATH']}"},
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         tags = _get_json(f"http://127.0.0.1:{port}/data/plugin/scalars/tags", tb)
     finally:
-        os.killpg(tb.pid, signal.SIGTERM)
+        if tb.poll() is None:
+            os.killpg(tb.pid, signal.SIGTERM)
         tb.wait(timeout=30)
     runs_with_val = [r for r, t in tags.items() if "val/srcc" in t]
     assert len(runs_with_val) == 5, tags  # one curve per trial of the lr grid
