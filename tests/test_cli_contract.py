@@ -33,7 +33,8 @@ def test_console_script_is_installed():
     assert exe, "the `swiniqa` console script is not installed beside this Python"
     r = subprocess.run([exe, "--help"], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0
-    for verb in ("train", "config", "data", "eval", "predict", "complexity", "import-weights", "tune", "report", "pull"):
+    for verb in ("train", "config", "data", "eval", "predict", "complexity", "import-weights", "tune", "report",
+                 "pull"):
         assert verb in r.stdout, verb
 
 

@@ -38,7 +38,8 @@ def trained(tmp_path_factory):
 
 
 def test_short_training_ranks_unseen_images_well_above_chance(trained):
-    """3 epochs on 86 noisy images (4 patches each): validation SRCC (36 unseen images, chance ~0 +- 0.17) must pass 0.6."""
+    """3 epochs on 86 noisy images (4 patches each): validation SRCC on 36 unseen images (chance: 0 +- 0.17)
+    must pass 0.6."""
     reports, final = trained["reports"], trained["final"]
     assert [r["epoch"] for r in reports] == [1, 2, 3]
     assert all(math.isfinite(r["train_loss"]) for r in reports)
