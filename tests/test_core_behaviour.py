@@ -101,3 +101,22 @@ def test_checkpoint_predicts_in_the_training_labels_units(trained, tmp_path):
     from scipy.stats import spearmanr
 
     assert spearmanr(pred, mos)[0] > 0.5
+
+
+@pytest.mark.xfail(strict=True, reason="the checkpoint does not carry the torch RNG state (dropout, drop-path) nor "
+                   "the colour-jitter generator's, so a resumed run draws other masks/jitter than the uninterrupted "
+                   "one (swiniqa/training/loop.py restore_state; measured: epoch-2 loss 1.5254 vs 1.5083 with "
+                   "dropout 0.3, 2.8323 vs 3.0274 with colour jitter)")
+@pytest.mark.parametrize("randomness", [{"dropout": 0.3, "drop_path": 0.2}, {"color_jitter": True}])
+def test_resume_equals_uninterrupted_with_dropout_and_colour_jitter(trained, randomness):
+    """The paper preset trains with dropout 0.3 and drop-path 0.2; the augment study with colour jitter."""
+    from swiniqa.training.loop import train_in_process
+
+    tmp = trained["tmp"] / ("rng-" + "-".join(randomness))
+    cfg = trained["cfg"].replace(epochs=2, train_patches=1, max_images=24, **randomness)
+    _, full = train_in_process(cfg, str(tmp / "full"))
+    os.makedirs(tmp / "resumed")
+    shutil.copytree(tmp / "full" / "checkpoint_epoch0001", tmp / "resumed" / "checkpoint_epoch0001")
+    _, resumed = train_in_process(cfg, str(tmp / "resumed"))
+    assert [r["epoch"] for r in resumed] == [2]
+    assert resumed[0]["train_loss"] == pytest.approx(full[1]["train_loss"], abs=1e-6)
