@@ -230,6 +230,12 @@ def train_one_epoch(run: Run, epoch: int) -> tuple[float, int, float]:
         TrainingError: the loss is not finite.
     """
     t0 = time.perf_counter()
+    # An epoch's randomness (dropout, drop-path, colour jitter) is a function of (seed, epoch, rank): a run
+    # resumed from a checkpoint, on any rank, draws exactly what the uninterrupted run drew, with no RNG
+    # state to save (rank 0 alone writes checkpoints, so other ranks' states could not be saved anyway).
+    epoch_seed = (run.cfg.seed * 1_000_003 + epoch) * 7919 + run.session.rank
+    torch.manual_seed(epoch_seed)
+    run.gen.manual_seed(epoch_seed)
     run.model.train()
     loss_sum = torch.zeros((), device=run.device, dtype=torch.float64)
     n_seen = 0
