@@ -179,6 +179,10 @@ def setup(loop_config: dict[str, Any], session: Session) -> Run:
     cfg: TrainConfig = config_from_dict(loop_config["config"])
     splits = {k: _records(v) for k, v in localise_splits(loop_config).items()}  # s3:// data: staged per node
     label_stats = tuple(loop_config["label_stats"])
+    if cfg.max_image_pixels:  # the config travels to every node; the driver's environment does not
+        from swiniqa.data.images import set_max_image_pixels
+
+        set_max_image_pixels(cfg.max_image_pixels)
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
     device = _device(cfg, session)
