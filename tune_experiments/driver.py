@@ -374,7 +374,7 @@ def run_posthoc_tests(exp_uri: str, rows: list[dict[str, Any]], splits: dict[int
     from swiniqa.training.trainer import cpus_per_worker
 
     cpus = cpus_per_worker(base)
-    task = ray.remote(_posthoc_test).options(num_cpus=cpus, num_gpus=1 if base.use_gpu else 0, max_retries=0)
+    task = ray.remote(_posthoc_test).options(num_cpus=cpus, num_gpus=1 if base.use_gpu else 0, max_retries=2)
     refs = {}
     for r in todo:
         test = [(x.path, x.score, x.group) for x in splits[int(r["seed"])]["test"]]

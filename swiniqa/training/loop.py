@@ -309,14 +309,14 @@ def end_of_epoch(run: Run, state: RunState, epoch: int, train_loss: float, n_see
 
 
 def _open_writer(run: Run, start_epoch: int) -> Any:
-    """Rank 0's TensorBoard writer, if asked for. After a restart, drop any events a dead attempt wrote
-    past the checkpoint we resumed from, so no epoch appears twice in the curves."""
+    """Rank 0's TensorBoard writer, if asked for. Drop any events a dead attempt wrote past the checkpoint
+    we start from (none when it died before its first checkpoint), so no epoch appears twice in the curves."""
     if run.session.rank != 0 or not run.loop_config.get("tensorboard"):
         return None
     from torch.utils.tensorboard import SummaryWriter
 
     return SummaryWriter(run.loop_config["tensorboard"], flush_secs=5,
-                         purge_step=start_epoch + 1 if start_epoch else None)
+                         purge_step=start_epoch + 1)
 
 
 def _log(run: Run, metrics: dict[str, Any], writer: Any) -> None:
