@@ -18,20 +18,10 @@ import statistics
 import sys
 import tempfile
 import time
+from pathlib import Path
 
-
-def _make_checkpoint(size: str, out: str) -> str:
-    import torch
-
-    from swiniqa.config import preset
-    from swiniqa.models import build_model
-    from swiniqa.training.checkpoint import write_checkpoint
-
-    cfg = preset("demo").replace(model_size=size)
-    torch.manual_seed(0)
-    m = build_model(cfg)
-    m.set_label_scale(50.0, 10.0)
-    return str(write_checkpoint(out, m.state_dict(), cfg, {"val_srcc": 0.0, "epoch": 0}))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_checkpoint import make_checkpoint  # noqa: E402
 
 
 def _time(fn, repeats: int) -> list[float]:
@@ -54,7 +44,7 @@ def run(args: argparse.Namespace) -> dict:
     threads = args.threads or torch.get_num_threads()
     torch.set_num_threads(threads)
     tmp = tempfile.mkdtemp(prefix="bench-onnx-")
-    ckpt = args.checkpoint or _make_checkpoint(args.model_size, os.path.join(tmp, "ckpt"))
+    ckpt = args.checkpoint or make_checkpoint(args.model_size, os.path.join(tmp, "ckpt"))
     t0 = time.perf_counter()
     info = export_onnx(ckpt, os.path.join(tmp, "model.onnx"))
     export_s = time.perf_counter() - t0

@@ -22,20 +22,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-
-def _make_checkpoint(size: str, out: str) -> str:
-    import torch
-
-    from swiniqa.config import preset
-    from swiniqa.models import build_model
-    from swiniqa.training.checkpoint import write_checkpoint
-
-    cfg = preset("demo").replace(model_size=size)
-    torch.manual_seed(0)
-    m = build_model(cfg)
-    m.set_label_scale(50.0, 10.0)
-    return str(write_checkpoint(out, m.state_dict(), cfg, {"val_srcc": 0.0, "epoch": 0}))
+from bench_checkpoint import make_checkpoint  # noqa: E402
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -51,7 +38,7 @@ def run(args: argparse.Namespace) -> dict:
     tmp = tempfile.mkdtemp(prefix="bench-score-")
     images = args.images or os.path.join(tmp, "images")
     paths = [str(p) for p in write_images(images, args.count)]
-    ckpt = args.checkpoint or _make_checkpoint(args.model_size, os.path.join(tmp, "ckpt"))
+    ckpt = args.checkpoint or make_checkpoint(args.model_size, os.path.join(tmp, "ckpt"))
     patches = load_scorer(ckpt)[1].test_patches
     t = time.perf_counter()
     pred = predict_images(ckpt, paths, batch_size=args.batch_size, progress=False)

@@ -88,11 +88,11 @@ def main() -> int:
     bodies = [p.read_bytes() for p in write_images(os.path.join(tmp, "images"), args.distinct)]
     url = args.url
     if not url:
-        from score import _make_checkpoint
+        from bench_checkpoint import make_checkpoint
 
         from swiniqa.serving.serve import start_server
 
-        ckpt = args.checkpoint or _make_checkpoint("nano", os.path.join(tmp, "ckpt"))
+        ckpt = args.checkpoint or make_checkpoint("nano", os.path.join(tmp, "ckpt"))
         url = start_server(ckpt, port=_free_port(), replicas=args.replicas, cpus_per_replica=args.cpus_per_replica,
                            gpus_per_replica=args.gpus_per_replica, max_batch=args.max_batch)
     load(url, bodies, min(len(bodies), args.requests), 1)  # warm-up: every replica has decoded and run once
