@@ -114,6 +114,10 @@ def test_3_cli_refuses_before_reading_data_or_starting_ray(verb, tmp_path, capsy
 
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     monkeypatch.setattr(resources, "_local_cpus", lambda: 2)
+    # As a new process runs it: no Ray started yet (earlier tests in this session may have started one).
+    import ray
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
     for mod, fn in ((trainer, "run_training"), (trainer, "prepare_splits"), (driver, "run_study")):
         monkeypatch.setattr(mod, fn, lambda *a, **k: pytest.fail("work started"))
     rc = main([*verb, "--preset", "demo", "--num-workers", "3", "--output", str(tmp_path)])
