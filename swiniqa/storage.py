@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
+from typing import Callable
 
-from swiniqa.errors import SwiniqaError
+from swiniqa.errors import DataError, SwiniqaError
 
 
 def is_remote(uri: str) -> bool:
@@ -34,6 +35,20 @@ def copy_dir(local_dir: str, uri: str) -> None:
         pafs.copy_files(local_dir, path, destination_filesystem=fs)
     except Exception as e:  # noqa: BLE001
         raise SwiniqaError(f"cannot write to {uri}: {str(e).splitlines()[0]}") from None
+
+
+def write_atomic(path: str, write: Callable[[str], None]) -> None:
+    """Write a local file through ``write(temp_path)``, then rename it into place: a reader never sees half a
+    file, an OS error (read-only or full file system) is one user error naming ``path``, no temp file stays."""
+    tmp = f"{path}.tmp-{os.getpid()}"
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except OSError as e:
+        raise DataError(f"cannot write {path}: {e.strerror or e}; pick a writable path") from None
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
 
 
 def write_bytes(uri: str, data: bytes) -> None:

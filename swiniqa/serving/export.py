@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from swiniqa.errors import CheckpointError, DataError
+from swiniqa.storage import write_atomic
 
 log = logging.getLogger("swiniqa.serving.export")
 
@@ -99,7 +100,6 @@ def _write_graph(model: torch.nn.Module, example: torch.Tensor, out: str, opset:
     import onnx
 
     batch = torch.export.Dim("batch", min=1, max=65536)
-    tmp = f"{out}.tmp-{os.getpid()}"
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
         prog = torch.onnx.export(_Exported(model).eval(), (example,), dynamo=True, opset_version=opset,
@@ -111,15 +111,8 @@ def _write_graph(model: torch.nn.Module, example: torch.Tensor, out: str, opset:
                        ("swiniqa.output", "scores in the checkpoint's units, higher = better")):
         entry = graph.metadata_props.add()
         entry.key, entry.value = key, value
-    try:
-        onnx.checker.check_model(graph)
-        onnx.save(graph, tmp)
-        os.replace(tmp, out)
-    except OSError as e:
-        raise DataError(f"cannot write {out}: {e.strerror or e}; pick a writable path") from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    onnx.checker.check_model(graph)
+    write_atomic(str(out), lambda tmp: onnx.save(graph, tmp))
 
 
 def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike, opset: int = OPSET,

@@ -291,18 +291,12 @@ class _Journal:
 
 def write_output(df, output: str) -> None:
     """Write the rows (``image, score, error``) to ``output`` (.csv or .parquet) atomically."""
-    tmp = f"{output}.tmp-{os.getpid()}"
-    try:
-        if output.lower().endswith(".csv"):
-            df.to_csv(tmp, index=False, float_format="%.10g")
-        else:
-            df.to_parquet(tmp, index=False)
-        os.replace(tmp, output)
-    except OSError as e:
-        raise DataError(f"cannot write {output}: {e.strerror or e}; pick a writable path") from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    from swiniqa.storage import write_atomic
+
+    if output.lower().endswith(".csv"):
+        write_atomic(output, lambda tmp: df.to_csv(tmp, index=False, float_format="%.10g"))
+    else:
+        write_atomic(output, lambda tmp: df.to_parquet(tmp, index=False))
 
 
 # --------------------------------------------------------------------------------------------- run
