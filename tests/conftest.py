@@ -20,12 +20,9 @@ def ray_session():
 
     if not ray.is_initialized():
         # A free dashboard port: another Ray on this machine (a second test run, a user's sweep) may hold 8265.
-        import socket
+        from swiniqa.training.trainer import dashboard_port
 
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        ray.init(num_cpus=2, log_to_driver=False, dashboard_host="127.0.0.1", dashboard_port=port,
+        ray.init(num_cpus=2, log_to_driver=False, dashboard_host="127.0.0.1", dashboard_port=dashboard_port(0),
                  logging_level="ERROR")
     yield ray
     ray.shutdown()
