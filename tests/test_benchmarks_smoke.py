@@ -1,6 +1,7 @@
 """The benchmark scripts run end to end with tiny settings and print one valid JSON line (no timing asserts).
 
-The three scripts start together (subprocesses) so the Ray start-up of ray_overhead overlaps the others.
+The three scripts start together (subprocesses); ray_overhead joins the test session's Ray through
+``RAY_ADDRESS`` (a second Ray's start-up would cost ~10 s of the two cores for nothing this test checks).
 """
 
 from __future__ import annotations
@@ -24,9 +25,9 @@ def _json_line(stdout: str) -> dict:
 
 
 @pytest.fixture(scope="module")
-def outputs(tmp_path_factory, demo_root):
+def outputs(tmp_path_factory, demo_root, ray_session):
     tmp = tmp_path_factory.mktemp("bench")
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}  # a fresh local Ray, not the tests'
+    env = {**os.environ, "RAY_ADDRESS": ray_session.get_runtime_context().gcs_address}
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
     cmds = {
         "data_pipeline": [str(BENCH / "data_pipeline.py"), "--images", str(tmp / "images"), "--count", "4",

@@ -38,10 +38,12 @@ def test_train_runs_with_ray_token_auth_on(demo_root, tmp_path):
         assert addr, holder.stderr.read()[-2000:] if holder.poll() is not None else "no address"
         client = {**base, "RAY_AUTH_MODE": "token", "HOME": str(client_home), "RAY_ADDRESS": addr}
 
-        # auth is on: a wrong token is refused
+        # auth is on: a wrong token is refused, by the GCS, for that reason (3 connect attempts, not Ray's 20)
         wrong = subprocess.run([sys.executable, "-c", PROBE.format(addr=addr)], capture_output=True, text=True,
-                               env={**client, "RAY_AUTH_TOKEN": secrets.token_hex(32)}, timeout=120)
+                               env={**client, "RAY_AUTH_TOKEN": secrets.token_hex(32),
+                                    "RAY_gcs_server_port_wait_time_s": "3"}, timeout=120)
         assert wrong.returncode != 0 and "CONNECTED" not in wrong.stdout, wrong.stdout[-500:]
+        assert "InvalidAuthToken" in wrong.stderr, wrong.stderr[-2000:]
 
         # and the right token trains through the CLI, without echoing the token
         cmd = [sys.executable, "-m", "swiniqa.cli", "train", "--preset", "demo", "--set", f"data_root={demo_root}",

@@ -66,3 +66,31 @@ def test_patience_stops_the_run_and_the_latest_checkpoint_keeps_the_best_weights
     assert (second / "best_model.safetensors").is_file() and best.keys() == own.keys()
     assert all(torch.equal(best[k], own[k]) for k in own)
 
+
+
+def test_ray_keeps_the_best_epochs_checkpoint_when_later_epochs_tie(small, tmp_path):
+    """A frozen model scores the same val SRCC every epoch; the best epoch is the first. Ray keeps the
+    *later* of two equal scores, so ranking by val SRCC evicted epoch 1's folder (found by a Tune sweep:
+    the trial had no checkpoint to test). Ranked by ``checkpoint_score``, Ray's own rule (its sorted
+    insert, ``num_to_keep=2`` + the latest) keeps the best epoch's folder."""
+    from types import SimpleNamespace
+
+    from ray.train._internal.checkpoint_manager import _insert_into_sorted_list
+
+    from swiniqa.training.session import CHECKPOINT_SCORE
+
+    cfg, splits = small
+    final, reports = train_in_process(cfg.replace(lr=1e-30, epochs=3, patience=100), str(tmp_path / "f"),
+                                      splits=splits)
+    assert len({r["val_srcc"] for r in reports}) == 1 and final["best_epoch"] == 1
+
+    def kept(attr: str) -> set[int]:
+        ranked, index = [], {}
+        for i, r in enumerate(reports):
+            item = SimpleNamespace(checkpoint=r["epoch"], metrics=r)
+            index[item.checkpoint] = i
+            _insert_into_sorted_list(ranked, item, key=lambda x: x.metrics[attr], checkpoint_to_report_index=index)
+        return {x.checkpoint for x in ranked[-2:]} | {reports[-1]["epoch"]}
+
+    assert 1 not in kept("val_srcc")  # the failure this score exists for
+    assert kept(CHECKPOINT_SCORE) == {1, 3}

@@ -172,15 +172,15 @@ def test_leaked_worker_placement_groups_are_released(ray_session):
 
 # ------------------------------------------------------------------------------------------ real sweeps
 def test_patience_and_asha_stop_trials_for_real(ray_session, tmp_path):
-    """Three trials, one at a time, on learnable data, ASHA rung at epoch 2 (reduction factor 3):
+    """Three trials, two at a time, on learnable data, one ASHA rung at epoch 3 (reduction factor 3):
 
     * ``frozen-patience`` (lr 1e-30: no weight moves, so val SRCC never improves; patience 1) stops itself
-      after epoch 2 and tests its best weights in the worker;
-    * ``learns`` beats it at the rung and runs all 4 epochs;
-    * ``frozen-asha`` (the same frozen model, patience 100) scores the frozen value at the rung, below the
-      rung's cut (F + (L - F) / 3), so ASHA stops it; its best checkpoint is tested after the sweep, and as
-      it holds the same weights as ``frozen-patience`` on the same split, the post-hoc test must give the
-      worker's test metrics.
+      after epoch 2, before the rung, and tests its best weights in the worker;
+    * ``learns`` (started beside it) passes the rung and runs all 4 epochs;
+    * ``frozen-asha`` (the same frozen model, patience 100) starts when ``frozen-patience`` ends, so it
+      reaches the rung after ``learns`` did, scores the frozen value there, below the rung's cut, and ASHA
+      stops it; its best checkpoint is tested after the sweep, and as it holds the same weights as
+      ``frozen-patience`` on the same split, the post-hoc test must give the worker's test metrics.
     No result line is edited: every stop is the real one. Then every report file of the study is checked.
     """
     from learnable_data import write_noise_dataset
@@ -195,7 +195,7 @@ def test_patience_and_asha_stop_trials_for_real(ray_session, tmp_path):
                          Cell("learns", "learns", {"lr": 2e-3, "patience": 100}),
                          Cell("frozen-asha", "frozen, patience 100", {"lr": 1e-30, "patience": 100})),
                   compare=(("frozen-patience", "learns"),))
-    s = run_study(study, cfg, seeds=1, output=str(tmp_path / "runs"), max_concurrent=1, grace_period=2,
+    s = run_study(study, cfg, seeds=1, output=str(tmp_path / "runs"), max_concurrent=2, grace_period=3,
                   reduction_factor=3, cpu_stand_ins=False, progress=False)
     exp = s["experiment"]
     rows = {r["cell"]: r for r in json.load(open(os.path.join(exp, "results.json")))}
@@ -203,12 +203,13 @@ def test_patience_and_asha_stop_trials_for_real(ray_session, tmp_path):
     assert (p["stopped_by"], p["epochs_run"], p["test_source"]) == ("patience", 2, "worker"), p
     assert (learn["stopped_by"], learn["epochs_run"], learn["status"]) == (None, 4, "completed"), learn
     assert learn["val_srcc"] > p["val_srcc"] + 0.2
-    assert (a["stopped_by"], a["status"], a["epochs_run"], a["test_source"]) == ("asha", "early_stopped", 2,
+    assert (a["stopped_by"], a["status"], a["epochs_run"], a["test_source"]) == ("asha", "early_stopped", 3,
                                                                                 "posthoc"), a
     assert a["val_srcc"] == p["val_srcc"]
     assert math.isfinite(a["test_srcc"]) and a["test_srcc"] == pytest.approx(p["test_srcc"], abs=1e-4)
     assert s["status"] == {"completed": 2, "early_stopped": 1}
-    assert s["epochs_run"] == 2 + 4 + 2 and s["epochs_full_grid"] == 12
+    assert s["epochs_run"] == 2 + 4 + 3 and s["epochs_full_grid"] == 12
+    assert s["max_concurrent_trials"] == 2
     for r in rows.values():
         assert os.path.isfile(os.path.join(r["checkpoint"], "model.safetensors"))
         assert r["checkpoint"].endswith(f"checkpoint_epoch{r['best_epoch']:04d}")

@@ -34,7 +34,7 @@ from swiniqa.evaluation.inference import evaluate_split
 from swiniqa.models import build_model, unwrap
 from swiniqa.training import checkpoint as ckio
 from swiniqa.training.optim import make_optimizer, make_schedule
-from swiniqa.training.session import RaySession, Session
+from swiniqa.training.session import CHECKPOINT_SCORE, RaySession, Session, checkpoint_score
 
 #: Per-epoch values kept for the run's ``history.csv`` / ``curves.png``.
 HISTORY_KEYS = ("epoch", "train_loss", "val_srcc", "val_plcc", "lr_backbone", "lr_head", "epoch_time_s")
@@ -296,6 +296,7 @@ def end_of_epoch(run: Run, state: RunState, epoch: int, train_loss: float, n_see
         "best_epoch": best["epoch"] + 1, "lr_backbone": lrs[0], "lr_head": lrs[1], "restarts": state.restarts,
         "epoch_time_s": time.perf_counter() - t0, "train_time_s": train_time,
         "train_patches_per_s": n_seen * session.world / max(train_time, 1e-9),
+        CHECKPOINT_SCORE: checkpoint_score(val["srcc"], improved),
     }
     state.history.append({k: float(metrics[k]) for k in HISTORY_KEYS})
     ck_state = _checkpoint_state(run, state, epoch)

@@ -11,6 +11,23 @@ from typing import Any, Callable, Optional
 
 from swiniqa.layout import checkpoint_dir_name
 
+#: The metric Ray Train ranks checkpoints by (``CheckpointConfig`` keeps the 2 best + the latest).
+CHECKPOINT_SCORE = "checkpoint_score"
+
+
+def checkpoint_score(val_srcc: float, improved: bool) -> float:
+    """Rank of an epoch's checkpoint: its val SRCC when it set a new best, else below every such epoch.
+
+    Ray keeps the later of two checkpoints with equal scores, but the best epoch is the *first* to reach
+    the best val SRCC (later ties do not improve). Ranked by val SRCC alone, an epoch that only ties the
+    best (a frozen or very low-lr model: the ranks do not move) evicted the best epoch's folder, and the
+    study had no checkpoint to test, pull or evaluate for that trial. SRCC lies in [-1, 1], so -2 puts a
+    non-improving epoch below every improving one; the top checkpoint is always the best epoch's.
+    """
+    if improved:
+        return float(val_srcc)
+    return float(val_srcc) - 2.0 if val_srcc == val_srcc else -3.0
+
 
 class Session:
     rank = 0

@@ -24,6 +24,7 @@ from swiniqa.data.splits import split_dataset
 from swiniqa.errors import CheckpointError, ConfigError, DataError, SwiniqaError, TrainingError
 from swiniqa.resources import require_resources
 from swiniqa.storage import ensure_writable, is_remote, with_scheme
+from swiniqa.training.session import CHECKPOINT_SCORE
 
 QUIET_ENV = {
     "RAY_USAGE_STATS_ENABLED": "0",
@@ -267,6 +268,18 @@ def tensorboard_dirs(location: str, name: str) -> tuple[str, Optional[str]]:
     return location, None
 
 
+def _train_worker(loop_config: dict[str, Any]) -> dict[str, Any]:
+    """What each Ray Train worker runs: :func:`swiniqa.training.loop.train_worker`, imported there.
+
+    Ray pickles this function by reference, so the process that builds the trainer (the CLI, a Tune
+    trial's actor) imports only this light module; the loop's imports (timm, torchvision, the model,
+    ~3 s of CPU) are paid on the workers, which need them anyway.
+    """
+    from swiniqa.training.loop import train_worker
+
+    return train_worker(loop_config)
+
+
 def make_trainer(cfg: TrainConfig, name: str, output: str, splits: dict[str, list[Record]],
                  callbacks: Optional[list] = None, progress=None, tensorboard: Optional[str] = None):
     """The Ray ``TorchTrainer`` for one configuration (also what each Tune trial runs).
@@ -277,15 +290,13 @@ def make_trainer(cfg: TrainConfig, name: str, output: str, splits: dict[str, lis
     import ray.train
     from ray.train.torch import TorchTrainer
 
-    from swiniqa.training.loop import train_worker
-
     run_uri = f"{output.rstrip('/')}/{name}"
     tb_local, tb_remote = tensorboard_dirs(tensorboard or f"{run_uri}/tensorboard", name)
     cpus = cpus_per_worker(cfg)
     lc = loop_config(cfg, splits, tensorboard=tb_local, tensorboard_remote=tb_remote, progress=progress,
                      torch_threads=max(1, int(cpus)))
     trainer = TorchTrainer(
-        train_worker,
+        _train_worker,
         train_loop_config=lc,
         scaling_config=ray.train.ScalingConfig(num_workers=cfg.num_workers, use_gpu=cfg.use_gpu,
                                                resources_per_worker={"CPU": cpus}),
@@ -293,7 +304,7 @@ def make_trainer(cfg: TrainConfig, name: str, output: str, splits: dict[str, lis
             name=name,
             storage_path=output,
             checkpoint_config=ray.train.CheckpointConfig(
-                num_to_keep=2, checkpoint_score_attribute="val_srcc", checkpoint_score_order="max"),
+                num_to_keep=2, checkpoint_score_attribute=CHECKPOINT_SCORE, checkpoint_score_order="max"),
             failure_config=ray.train.FailureConfig(max_failures=cfg.max_failures),
             callbacks=callbacks or None,
             worker_runtime_env={"env_vars": {"PYTHONWARNINGS": "ignore"}},
@@ -310,7 +321,7 @@ def summarize(result, name: str, run_uri: str, tensorboard: str, data_report: di
     final = dict(result.return_value or {})
     history = final.pop("history", [])
     try:
-        best = result.get_best_checkpoint("val_srcc", "max")
+        best = result.get_best_checkpoint(CHECKPOINT_SCORE, "max")
     except Exception:  # noqa: BLE001 - no checkpoint with a finite score
         best = None
     best = best or result.checkpoint
