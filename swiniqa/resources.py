@@ -27,6 +27,24 @@ def worker_needs(num_workers: int, cpus_per_worker: float, use_gpu: bool) -> dic
     return need
 
 
+def fitting_cpus_per_worker(node_cpus: list[float], num_workers: int) -> float:
+    """The most whole CPUs per worker with which ``num_workers`` workers fit on these nodes (at least 1).
+
+    A worker cannot span nodes: splitting the cluster's *total* over the workers asked a 1-worker run on
+    three 1-CPU nodes for 3 CPUs, a placement group no node can hold, and Ray Train waited for it forever.
+
+    Args:
+        node_cpus: CPUs of each alive node (0 for a CPU-less head).
+        num_workers: Train workers of the run.
+    Returns:
+        CPUs per worker; 1 when even 1 does not fit (the resource check then says so).
+    """
+    cpus = max(1, int(sum(node_cpus) // max(num_workers, 1)))
+    while cpus > 1 and sum(int(float(n) // cpus) for n in node_cpus) < num_workers:
+        cpus -= 1
+    return float(cpus)
+
+
 def _short(need: dict[str, float]) -> str:
     return " + ".join(f"{v:g} {k}" for k, v in need.items())
 
@@ -78,9 +96,29 @@ def require_resources(num_workers: int, cpus_per_worker: float, use_gpu: bool, *
     cluster = bool(os.environ.get("RAY_ADDRESS")) if cluster is None else cluster
     if not cluster:
         _refuse_if_short(num_workers, cpus_per_worker, use_gpu, ray.cluster_resources())
+    else:
+        _say_if_no_node_holds_a_worker(cpus_per_worker, use_gpu)
     if not shortfall(need, ray.available_resources()):
         return None
     return _watch(need, interval_s)
+
+
+def _say_if_no_node_holds_a_worker(cpus_per_worker: float, use_gpu: bool) -> None:
+    """A worker runs on one node: when no node is big enough, the cluster's totals can look ample while
+    Ray Train waits forever for a placement group. Say so (an autoscaler may still add such a node)."""
+    import ray
+
+    bundle = worker_needs(1, cpus_per_worker, use_gpu)
+    try:
+        nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+    except Exception:  # noqa: BLE001 - a hint only: never the reason a run fails
+        return
+    if not nodes or any(not shortfall(bundle, n) for n in nodes):
+        return
+    most = max(float(n.get("CPU", 0.0)) for n in nodes)
+    log.warning("no node of the cluster can hold one worker (%s); the largest has %g CPU: the run waits for the "
+                "autoscaler to add such a node (Ctrl-C to give up), or pass --set cpus_per_worker=%g",
+                _short(bundle), most, max(most, 1.0))
 
 
 def check_local_capacity(num_workers: int, cpus_per_worker: float, use_gpu: bool) -> None:

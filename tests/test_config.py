@@ -85,3 +85,18 @@ def test_two_param_groups_keep_their_ratio_through_the_schedule():
         assert len(lrs) == 2 and lrs[1] == pytest.approx(10 * lrs[0])
     lda = {id(p) for p in m.head.lda.parameters()}
     assert lda <= {id(p) for p in opt.param_groups[1]["params"]}
+
+
+def test_derived_cpus_per_worker_fit_on_one_node_each():
+    """A worker cannot span nodes: three 1-CPU nodes give a 1-worker run 1 CPU, not the total 3 (a
+    placement group no node holds, which Ray Train waited for forever)."""
+    from swiniqa.resources import fitting_cpus_per_worker
+
+    assert fitting_cpus_per_worker([2.0], 1) == 2.0  # one machine: all of it
+    assert fitting_cpus_per_worker([2.0], 2) == 1.0
+    assert fitting_cpus_per_worker([0.0, 1.0, 1.0, 1.0], 1) == 1.0  # 0-CPU head + three 1-CPU nodes
+    assert fitting_cpus_per_worker([0.0, 1.0, 1.0, 1.0], 2) == 1.0
+    assert fitting_cpus_per_worker([0.0, 8.0, 8.0, 4.0], 2) == 8.0  # total // 2 = 10 fits on no node
+    assert fitting_cpus_per_worker([0.0, 8.0, 8.0, 4.0], 3) == 4.0  # at 6 or 5 only the two 8s hold one
+    assert fitting_cpus_per_worker([0.0, 8.0, 8.0, 4.0], 5) == 4.0
+    assert fitting_cpus_per_worker([1.0], 4) == 1.0  # does not fit at all: the resource check says so

@@ -95,6 +95,7 @@ def test_3_train_num_workers_beyond_the_cpus_is_refused_at_once(tmp_path, capsys
     monkeypatch.setattr(trainer, "ensure_ray", lambda *a, **k: None)
     monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 2.0})
     monkeypatch.setattr(ray, "available_resources", lambda: {"CPU": 2.0})
+    monkeypatch.setattr(ray, "nodes", lambda: [{"Alive": True, "Resources": {"CPU": 2.0}}])
 
     def no_trainer(*a, **k):
         raise AssertionError("no TorchTrainer may be built")
@@ -517,3 +518,27 @@ def test_4_pull_checks_the_copy_against_the_manifest_hashes(tmp_path, capsys):
     assert main(["pull", str(tmp_path / "run"), "--dest", str(tmp_path / "dest")]) == 2
     err = capsys.readouterr().err
     assert "model.safetensors differs from the manifest" in err and not (tmp_path / "dest").exists()
+
+
+def test_3_cluster_says_when_no_node_can_hold_one_worker(monkeypatch, caplog):
+    """On a cluster of 1-CPU nodes a 3-CPU worker fits the totals but no node: say so instead of waiting
+    silently (Ray Train waits forever for such a placement group)."""
+    import logging
+
+    import ray
+
+    from swiniqa.resources import require_resources
+
+    nodes = [{"Alive": True, "Resources": {"TRAIN_DRIVER": 4.0}}] + \
+        [{"Alive": True, "Resources": {"CPU": 1.0}} for _ in range(3)]
+    monkeypatch.setattr(ray, "nodes", lambda: nodes)
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 3.0})
+    monkeypatch.setattr(ray, "available_resources", lambda: {"CPU": 3.0})
+    with caplog.at_level(logging.WARNING, logger="swiniqa.resources"):
+        assert require_resources(1, 3.0, False, cluster=True) is None  # the totals fit: no waiting line
+    assert "no node of the cluster can hold one worker (3 CPU); the largest has 1 CPU" in caplog.text
+    assert "--set cpus_per_worker=1" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="swiniqa.resources"):
+        require_resources(3, 1.0, False, cluster=True)
+    assert "no node" not in caplog.text

@@ -234,7 +234,7 @@ def _driver_env(ray_session) -> dict:
     return env
 
 
-def test_cli_sweep_killed_mid_trial_resumes_without_rerunning(ray_session, demo_root, tmp_path):
+def test_cli_sweep_killed_mid_trial_resumes_without_rerunning(ray_session, demo_root, tmp_path, capsys):
     """`swiniqa tune augment` through the console entry point, one trial at a time, ASHA off: the driver is
     SIGKILLed while the second trial is running; `--resume` then reruns nothing finished, continues the
     second trial from its checkpoint (its epoch 1 is not trained again), and the experiment reports,
@@ -298,10 +298,9 @@ def test_cli_sweep_killed_mid_trial_resumes_without_rerunning(ray_session, demo_
     assert rows[1]["config"]["color_jitter"] is True and rows[0]["config"]["color_jitter"] is False
 
     # `swiniqa report` rebuilds every file of the study; `swiniqa pull` fetches the best checkpoint
-    r = subprocess.run([sys.executable, "-m", "swiniqa.cli", "report", str(exp), "--json"], capture_output=True,
-                       text=True, env=env, timeout=300)
-    assert r.returncode == 0, r.stderr[-2000:]
-    rep = json.loads(r.stdout.strip().splitlines()[-1])
+    # (in this process: the console entry point was shown above, the verbs need no Ray)
+    rc, rep, err = _cli_json(capsys, ["report", str(exp), "--json"])
+    assert rc == 0, err[-2000:]
     for k in ("table", "plots", "trials", "epochs_run", "epochs_full_grid", "best"):
         assert k in rep, k
     names = set(os.listdir(exp / "report"))
@@ -311,10 +310,8 @@ def test_cli_sweep_killed_mid_trial_resumes_without_rerunning(ray_session, demo_
 
     table = pd.read_csv(exp / "report" / "table_augment.csv")
     assert {"test_srcc_mean", "test_srcc_std", "test_srcc_ci95_lo", "test_plcc_mean", "params"} <= set(table.columns)
-    r = subprocess.run([sys.executable, "-m", "swiniqa.cli", "pull", str(exp), "--dest", str(tmp_path / "best"),
-                        "--json"], capture_output=True, text=True, env=env, timeout=300)
-    assert r.returncode == 0, r.stderr[-2000:]
-    pulled = json.loads(r.stdout.strip().splitlines()[-1])
+    rc, pulled, err = _cli_json(capsys, ["pull", str(exp), "--dest", str(tmp_path / "best"), "--json"])
+    assert rc == 0, err[-2000:]
     assert os.path.isfile(os.path.join(pulled["checkpoint"], "model.safetensors"))
     assert pulled["srcc"] == pytest.approx(max(x["val_srcc"] for x in rows))
     assert pulled["config"]["color_jitter"] == rows[[x["val_srcc"] for x in rows].index(pulled["srcc"])]["config"][

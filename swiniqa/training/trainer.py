@@ -154,16 +154,19 @@ def dashboard_port(preferred: int = 8265) -> int:
 
 
 def cpus_per_worker(cfg: TrainConfig) -> float:
-    """``cpus_per_worker`` when given; else for CPU training the cluster's CPUs split over the workers,
-    for GPU training 4 (loader threads + the training process)."""
+    """``cpus_per_worker`` when given; else for CPU training the cluster's CPUs split over the workers as
+    far as they fit node by node (:func:`swiniqa.resources.fitting_cpus_per_worker`), for GPU training 4
+    (loader threads + the training process)."""
     if cfg.cpus_per_worker > 0:
         return cfg.cpus_per_worker
     if cfg.use_gpu:
         return 4.0
     import ray
 
-    total = ray.cluster_resources().get("CPU", 1.0)
-    return max(1.0, float(int(total // cfg.num_workers)))
+    from swiniqa.resources import fitting_cpus_per_worker
+
+    nodes = [float(n.get("Resources", {}).get("CPU", 0.0)) for n in ray.nodes() if n.get("Alive")]
+    return fitting_cpus_per_worker(nodes or [ray.cluster_resources().get("CPU", 1.0)], cfg.num_workers)
 
 
 def _progress_line(m: dict[str, Any], epochs: int) -> str:
