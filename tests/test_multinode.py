@@ -470,10 +470,13 @@ def test_lost_node_without_max_failures_is_one_line(s3, cluster, small_demo):
 
 # ------------------------------------------------------------------ item 4: a study sweep across nodes, S3 storage
 def test_tune_sweep_across_nodes_to_s3_report_and_pull(s3, cluster, small_demo, tmp_path):
+    """`swiniqa tune augment` (its 2 trials, at once, on 2 of the 3 nodes) with S3 storage, then report,
+    pull and TensorBoard from S3. The same test with `tune lr` (5 trials, 3 at a time) passes too but took
+    108-127 s here against 58 s; the code path is the same for every study, so the suite runs this one."""
     env, client = s3
     run_env = {**env, "RAY_ADDRESS": cluster.address}
-    exp = f"s3://{BUCKET}/studies/lr-demo"
-    proc = subprocess.Popen([SWINIQA, "tune", "lr", "--preset", "demo", "--seeds", "1", "--data-root", str(small_demo),
+    exp = f"s3://{BUCKET}/studies/augment-demo"
+    proc = subprocess.Popen([SWINIQA, "tune", "augment", "--preset", "demo", "--seeds", "1", "--data-root", str(small_demo),
                              "--epochs", "1", "--set", "max_images=16", "--output", f"s3://{BUCKET}/studies",
                              "--json"], env=run_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     nodes: set[str] = set()
@@ -491,15 +494,15 @@ def test_tune_sweep_across_nodes_to_s3_report_and_pull(s3, cluster, small_demo, 
     assert s["experiment"] == exp
     assert len(nodes) >= 2, nodes  # trials ran on several worker nodes (never the 0-CPU head)
     assert cluster.head not in nodes
-    keys = set(_keys(client, "studies/lr-demo/"))
-    assert "studies/lr-demo/results.json" in keys
-    report = sorted(k for k in keys if k.startswith("studies/lr-demo/report/"))
+    keys = set(_keys(client, "studies/augment-demo/"))
+    assert "studies/augment-demo/results.json" in keys
+    report = sorted(k for k in keys if k.startswith("studies/augment-demo/report/"))
     assert any(k.endswith(".png") for k in report) and any(k.endswith(".md") for k in report), report
     # `swiniqa report` rebuilds the report from S3 alone
     client.delete_objects(Bucket=BUCKET, Delete={"Objects": [{"Key": k} for k in report]})
     r = subprocess.run([SWINIQA, "report", exp, "--json"], env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
-    assert sorted(k for k in _keys(client, "studies/lr-demo/report/")) == report
+    assert sorted(k for k in _keys(client, "studies/augment-demo/report/")) == report
     # `swiniqa pull` copies the best checkpoint, verified
     dest = tmp_path / "best"
     r = subprocess.run([SWINIQA, "pull", exp, "--dest", str(dest), "--json"], env=env, capture_output=True,
@@ -519,7 +522,7 @@ def test_tune_sweep_across_nodes_to_s3_report_and_pull(s3, cluster, small_demo, 
             os.killpg(tb.pid, signal.SIGTERM)
         tb.wait(timeout=30)
     runs_with_val = [r for r, t in tags.items() if "val/srcc" in t]
-    assert len(runs_with_val) == 5, tags  # one curve per trial of the lr grid
+    assert len(runs_with_val) == 2, tags  # one curve per trial of the grid
 
 
 def _get_json(url: str, proc, timeout: float = 120):
