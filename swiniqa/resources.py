@@ -27,6 +27,13 @@ def worker_needs(num_workers: int, cpus_per_worker: float, use_gpu: bool) -> dic
     return need
 
 
+def alive_node_resources() -> list[dict[str, float]]:
+    """Total resources of each alive node of the connected Ray (a worker's bundle must fit one of them)."""
+    import ray
+
+    return [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+
+
 def fitting_cpus_per_worker(node_cpus: list[float], num_workers: int) -> float:
     """The most whole CPUs per worker with which ``num_workers`` workers fit on these nodes (at least 1).
 
@@ -106,11 +113,9 @@ def require_resources(num_workers: int, cpus_per_worker: float, use_gpu: bool, *
 def _say_if_no_node_holds_a_worker(cpus_per_worker: float, use_gpu: bool) -> None:
     """A worker runs on one node: when no node is big enough, the cluster's totals can look ample while
     Ray Train waits forever for a placement group. Say so (an autoscaler may still add such a node)."""
-    import ray
-
     bundle = worker_needs(1, cpus_per_worker, use_gpu)
     try:
-        nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+        nodes = alive_node_resources()
     except Exception:  # noqa: BLE001 - a hint only: never the reason a run fails
         return
     if not nodes or any(not shortfall(bundle, n) for n in nodes):

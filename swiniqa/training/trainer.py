@@ -22,7 +22,7 @@ from swiniqa.data.records import Record, read_config_dataset
 from swiniqa.data.staging import staged_for_workers
 from swiniqa.data.splits import split_dataset
 from swiniqa.errors import CheckpointError, ConfigError, DataError, SwiniqaError, TrainingError
-from swiniqa.resources import require_resources
+from swiniqa.resources import alive_node_resources, fitting_cpus_per_worker, require_resources
 from swiniqa.storage import ensure_writable, is_remote, with_scheme
 from swiniqa.training.session import CHECKPOINT_SCORE
 
@@ -163,9 +163,7 @@ def cpus_per_worker(cfg: TrainConfig) -> float:
         return 4.0
     import ray
 
-    from swiniqa.resources import fitting_cpus_per_worker
-
-    nodes = [float(n.get("Resources", {}).get("CPU", 0.0)) for n in ray.nodes() if n.get("Alive")]
+    nodes = [float(n.get("CPU", 0.0)) for n in alive_node_resources()]
     return fitting_cpus_per_worker(nodes or [ray.cluster_resources().get("CPU", 1.0)], cfg.num_workers)
 
 
