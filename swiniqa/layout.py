@@ -21,6 +21,9 @@ METRICS = "metrics.json"
 STATE = "state.pt"
 MODEL = "model.json"
 MANIFEST = "manifest.json"
+#: Provenance (swiniqa.provenance): in every checkpoint and run folder.
+ENVIRONMENT = "environment.json"
+DATASET_FINGERPRINT = "dataset.json"
 
 # --- a Tune experiment ----------------------------------------------------------------------------
 TRAIN_DIR = "train"
@@ -37,5 +40,5 @@ def checkpoint_dir_name(epoch: int) -> str:
     return f"checkpoint_epoch{int(epoch):04d}"
 
 
-__all__ = ["WEIGHTS", "BEST_WEIGHTS", "CONFIG", "METRICS", "STATE", "MODEL", "MANIFEST", "TRAIN_DIR", "STUDY_FILE",
+__all__ = ["WEIGHTS", "BEST_WEIGHTS", "CONFIG", "METRICS", "STATE", "MODEL", "MANIFEST", "ENVIRONMENT", "DATASET_FINGERPRINT", "TRAIN_DIR", "STUDY_FILE",
            "RESULTS_FILE", "POSTHOC_FILE", "FINAL_FILE", "REPORT_DIR", "checkpoint_dir_name"]

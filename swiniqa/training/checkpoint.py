@@ -8,6 +8,8 @@ A checkpoint folder holds::
                             use ("inference": dataset, resize, resize_short, test_patches, seed)
     config.json             the resolved TrainConfig (for people, resume checks and tools; never needed to load)
     metrics.json            this epoch's metrics (val_srcc, best_val_srcc, ...)
+    environment.json        what made it: versions, git commit, CPU/GPU, nodes and workers (swiniqa.provenance)
+    dataset.json            the fingerprint of the data it was trained on (label file + image list hashes)
     state.pt                optimizer/scheduler/epoch state, loaded with torch.load(weights_only=True)
     manifest.json           name, size and sha256 of every file above; written last
 
@@ -41,12 +43,14 @@ from safetensors.torch import load_file, save_file
 
 from swiniqa.config import ModelConfig, TrainConfig, config_from_dict, save_config, type_hints
 from swiniqa.errors import CheckpointError, SwiniqaError
-from swiniqa.layout import BEST_WEIGHTS, CONFIG, MANIFEST, METRICS, MODEL, STATE, WEIGHTS  # noqa: F401 (re-exported)
+from swiniqa.layout import (BEST_WEIGHTS, CONFIG, DATASET_FINGERPRINT, ENVIRONMENT, MANIFEST,  # noqa: F401
+                            METRICS, MODEL, STATE, WEIGHTS)
 
 log = logging.getLogger("swiniqa.checkpoint")
 
 #: Every file name a checkpoint folder may hold (the manifest lists the ones written).
-CHECKPOINT_FILES = (WEIGHTS, BEST_WEIGHTS, MODEL, CONFIG, METRICS, STATE, MANIFEST)
+PROVENANCE_FILES = (ENVIRONMENT, DATASET_FINGERPRINT)
+CHECKPOINT_FILES = (WEIGHTS, BEST_WEIGHTS, MODEL, CONFIG, METRICS, STATE, *PROVENANCE_FILES, MANIFEST)
 #: Run-config keys that ``predict``/``eval`` need beside the architecture (saved in model.json).
 INFERENCE_KEYS = ("dataset", "resize", "resize_short", "test_patches", "seed")
 _WRAPPER_PREFIXES = ("module.", "_orig_mod.")
@@ -88,7 +92,8 @@ def _fsync(path: Path) -> None:
 
 def write_checkpoint(directory: str | os.PathLike, model_state: dict[str, torch.Tensor], cfg: TrainConfig,
                      metrics: dict[str, Any], state: Optional[dict[str, Any]] = None,
-                     best_state: Optional[dict[str, torch.Tensor]] = None) -> Path:
+                     best_state: Optional[dict[str, torch.Tensor]] = None,
+                     provenance: Optional[dict[str, dict[str, Any]]] = None) -> Path:
     """Write a checkpoint into ``directory``: every file under a temporary name, renamed into place, then
     ``manifest.json`` (sizes + sha256) last.
 
@@ -96,6 +101,8 @@ def write_checkpoint(directory: str | os.PathLike, model_state: dict[str, torch.
         directory: the checkpoint folder (created; an older checkpoint there is replaced).
         model_state: this epoch's weights; best_state: the best epoch's, when not this one.
         cfg: the run config; metrics: this epoch's metrics; state: optimizer/scheduler/epoch state.
+        provenance: ``{file name: JSON object}`` of what made the weights (``environment.json``,
+            ``dataset.json``; :mod:`swiniqa.provenance`), written and listed in the manifest like the rest.
     Returns:
         The folder.
     Raises:
@@ -116,6 +123,10 @@ def write_checkpoint(directory: str | os.PathLike, model_state: dict[str, torch.
         (tmp / METRICS).write_text(json.dumps(metrics, indent=2, sort_keys=True, default=float) + "\n")
         if state is not None:
             torch.save(state, tmp / STATE)
+        for name, obj in (provenance or {}).items():
+            if name not in PROVENANCE_FILES:
+                raise ValueError(f"not a provenance file name: {name}")
+            (tmp / name).write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
         files = {}
         for name in CHECKPOINT_FILES:
             if (tmp / name).exists():
