@@ -284,3 +284,20 @@ def test_report_on_s3(tmp_path, monkeypatch):
         assert len(rows) == 3 and rows[0]["checkpoint"] == uri + "/train/jitter-off-seed0/checkpoint_epoch0002"
     finally:
         server.stop()
+
+
+def test_trial_that_left_no_data_is_missing_and_the_experiment_partial(tmp_path):
+    """A trial Tune counts as finished but whose folder holds no result (its result.json never reached
+    storage before the driver died) is "missing", not "early_stopped", and the report says partial."""
+    exp = _fake_experiment(tmp_path, {"jitter-off": {0: (0.8, 0.9), 1: (0.82, 0.91)},
+                                      "jitter-on": {0: (0.81, 0.92)}})
+    lost = exp / "jitter-on-seed1"
+    lost.mkdir()
+    (lost / "params.json").write_text(json.dumps({"cell": "jitter-on", "seed": 1}))
+    state = {"trial_data": [[json.dumps({"config": {"cell": "jitter-on", "seed": 1}, "status": "TERMINATED",
+                                         "relative_logdir": "jitter-on-seed1"}), "{}"]]}
+    (exp / "experiment_state-2026-01-01_00-00-00.json").write_text(json.dumps(state))
+    rows = {r["run"]: r for r in load_experiment(str(exp)).rows}
+    assert rows["jitter-on-seed1"]["status"] == "missing" and not rows["jitter-on-seed1"]["stopped_early"]
+    s = build_report(str(exp), plots=False)
+    assert s["partial"] is True and s["status"] == {"completed": 3, "missing": 1}

@@ -312,12 +312,12 @@ def trial_row(exp_uri: str, meta: dict[str, Any], cell: str, seed: int, results:
         status = "completed"
     elif has_error or state == "ERROR":
         status = "error"
+    elif not results:  # nothing recorded: never started, or its data never reached storage
+        status = "missing" if state else "pending"
     elif state == "TERMINATED":
         status = "early_stopped"
-    elif results:
-        status = "incomplete"
     else:
-        status = "pending"
+        status = "incomplete"
     checkpoint = None
     if best_epoch:
         checkpoint = _join(exp_uri, TRAIN_DIR, run, checkpoint_dir_name(best_epoch))
@@ -593,7 +593,7 @@ def build_report(uri: str, progress: bool = False, plots: bool = True) -> dict[s
         "study": meta["study"], "experiment": uri, "trials": len(ran), "trials_planned": len(exp.rows),
         "status": status, "epochs_run": int(sum(int(r.get("epochs_run") or 0) for r in exp.rows)),
         "epochs_full_grid": int(meta.get("epochs_full_grid") or len(exp.rows) * int(meta.get("epochs", 0))),
-        "partial": any(r["status"] in ("pending", "incomplete") for r in exp.rows),
+        "partial": any(r["status"] in ("pending", "incomplete", "missing") for r in exp.rows),
         "cpu_stand_ins": bool(meta.get("cpu_stand_ins")),
     }
     study = meta["study"]
