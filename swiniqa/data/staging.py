@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Optional
 
 from swiniqa.errors import DataError
-from swiniqa.storage import is_remote
+from swiniqa.storage import filesystem, is_remote
 
 log = logging.getLogger("swiniqa.data.staging")
 _MARKER = ".swiniqa-staged.json"
@@ -77,8 +77,6 @@ def list_remote(uri: str) -> dict[str, list]:
         DataError: no such bucket / object, no credentials, access denied.
     """
     import pyarrow.fs as pafs
-
-    from swiniqa.storage import filesystem
 
     fs, path = filesystem(uri)
     try:
@@ -140,8 +138,6 @@ def _is_single(uri: str, listing: dict[str, list]) -> bool:
 
 
 def _download_all(uri: str, listing: dict[str, list], root: str, single: bool) -> None:
-    from swiniqa.storage import filesystem
-
     fs, path = filesystem(uri)
     src_dir = os.path.dirname(path) if single else path.rstrip("/")
     for d, _, files in os.walk(root):  # leftovers of an interrupted attempt start again
@@ -220,3 +216,19 @@ def localise_splits(loop_config: dict[str, Any]) -> dict[str, list]:
         return p
 
     return {k: [(move(r[0]), *r[1:]) for r in rows] for k, rows in splits.items()}
+
+
+def fetch_checkpoint(uri: str) -> str:
+    """A checkpoint or run folder in object storage as a verified local checkpoint folder.
+
+    Copied once into the node-local cache (:func:`stage`: keyed by the URI and its listing, so a rewritten
+    checkpoint is fetched again), then the selected checkpoint's files are checked against its manifest
+    (sizes + sha256). Weights are read from safetensors; nothing is unpickled.
+
+    Raises:
+        DataError: the storage refused (no bucket, credentials, access).
+        CheckpointError: no complete checkpoint there, or a copied file does not match the manifest.
+    """
+    from swiniqa.training.checkpoint import require_complete, resolve_checkpoint
+
+    return str(require_complete(resolve_checkpoint(stage(uri)), hashes=True))

@@ -26,7 +26,7 @@ def _checkpoint_path(path: str) -> str:
     from swiniqa.training.checkpoint import FOREIGN_SUFFIXES, resolve_checkpoint
 
     if is_remote(path):  # copied once into the local cache, verified against its manifest
-        from swiniqa.storage import fetch_checkpoint
+        from swiniqa.data.staging import fetch_checkpoint
 
         return fetch_checkpoint(path)
     if path.endswith((*FOREIGN_SUFFIXES, ".safetensors", ".onnx")):

@@ -11,7 +11,8 @@ import argparse
 
 def _checkpoint(path: str) -> str:
     """A local checkpoint path: an ``s3://``/``gs://`` checkpoint is copied once and verified (as for predict)."""
-    from swiniqa.storage import fetch_checkpoint, is_remote
+    from swiniqa.data.staging import fetch_checkpoint
+    from swiniqa.storage import is_remote
 
     return fetch_checkpoint(path) if is_remote(path) else path
 

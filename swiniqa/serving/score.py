@@ -29,10 +29,10 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from swiniqa.errors import DataError
+from swiniqa.storage import is_remote
 
 log = logging.getLogger("swiniqa.serving.score")
 
-REMOTE_SCHEMES = ("s3://", "gs://", "gcs://")
 LIST_SUFFIXES = (".txt", ".lst", ".csv")
 OUTPUT_SUFFIXES = (".csv", ".parquet")
 #: Images per decoding task.
@@ -45,10 +45,6 @@ DECODE_MEMORY = 256 << 20
 
 
 # --------------------------------------------------------------------------------------------- inputs
-def _is_remote(p: str) -> bool:
-    return str(p).startswith(REMOTE_SCHEMES)
-
-
 def _list_remote(uri: str) -> list[str]:
     """Image objects under an ``s3://``/``gs://`` prefix (or the one object it names)."""
     import pyarrow.fs as pafs
@@ -88,7 +84,7 @@ def _read_list_file(path: str) -> list[str]:
     out = []
     for e in (str(x).strip() for x in entries):
         if e:
-            out.append(e if _is_remote(e) or os.path.isabs(e) else os.path.normpath(os.path.join(base, e)))
+            out.append(e if is_remote(e) or os.path.isabs(e) else os.path.normpath(os.path.join(base, e)))
     return out
 
 
@@ -110,22 +106,22 @@ def collect_inputs(inputs: Sequence[str], recursive: bool = False) -> tuple[list
 
     def add(found: list[str]) -> None:
         for p in found:
-            key = p if _is_remote(p) else os.path.normpath(os.path.abspath(p))
+            key = p if is_remote(p) else os.path.normpath(os.path.abspath(p))
             if key not in seen:
                 seen.add(key)
                 paths.append(p)
 
     for raw in inputs:
         item = str(raw)
-        if _is_remote(item):
+        if is_remote(item):
             found = _list_remote(item)
             if not found:
                 errors.append({"image": item, "why": "no image object under this prefix"})
             add(found)
         elif item.lower().endswith(LIST_SUFFIXES) and os.path.isfile(item):
             listed = _read_list_file(item)
-            local, errs = collect_images([p for p in listed if not _is_remote(p)], recursive=recursive)
-            add([p for p in listed if _is_remote(p)] + local)
+            local, errs = collect_images([p for p in listed if not is_remote(p)], recursive=recursive)
+            add([p for p in listed if is_remote(p)] + local)
             errors += errs
         else:
             found, errs = collect_images([item], recursive=recursive)
@@ -138,7 +134,7 @@ def collect_inputs(inputs: Sequence[str], recursive: bool = False) -> tuple[list
 def _read_crops(path: str, spec) -> np.ndarray:
     from swiniqa.serving.runtime import bytes_crops, image_crops
 
-    if not _is_remote(path):
+    if not is_remote(path):
         return image_crops(path, spec)
     import pyarrow.fs as pafs
 
