@@ -57,7 +57,7 @@ def timed_ray_worker(loop_config: dict[str, Any]) -> dict[str, Any]:
                            "epoch_time_s": metrics["epoch_time_s"]})
             super().report(metrics, write)
 
-    final = train_worker(loop_config, TimedRaySession())
+    final = train_worker(loop_config["input"], TimedRaySession())
     # Result.metrics_dataframe only keeps the retained checkpoints' rows: return every stamp instead.
     return {**final, "_stamps": stamps, "_torch_threads": torch.get_num_threads()}
 
@@ -65,7 +65,7 @@ def timed_ray_worker(loop_config: dict[str, Any]) -> dict[str, Any]:
 def run_direct(cfg, splits, run_dir: str) -> tuple[list[dict], float]:
     from swiniqa.training.loop import train_worker
     from swiniqa.training.session import LocalSession
-    from swiniqa.training.trainer import loop_config
+    from swiniqa.training.trainer import worker_input
 
     class TimedLocalSession(LocalSession):
         def report(self, metrics, write):
@@ -75,9 +75,9 @@ def run_direct(cfg, splits, run_dir: str) -> tuple[list[dict], float]:
 
     t0 = time.time()
     # the body of train_in_process, with the timed session
-    lc = loop_config(cfg, splits=splits, tensorboard=os.path.join(run_dir, "tensorboard"))
+    inp = worker_input(cfg, splits=splits, tensorboard=os.path.join(run_dir, "tensorboard"))
     session = TimedLocalSession(run_dir, resume=False)
-    train_worker(lc, session)
+    train_worker(inp, session)
     return session.reports, t0
 
 
@@ -85,7 +85,8 @@ def run_ray(cfg, splits, output: str, name: str, cpus: int, minimal: bool = Fals
             ) -> tuple[list[dict], float, float, Any]:
     import ray
 
-    from swiniqa.training.trainer import QUIET_ENV, ensure_ray, make_trainer
+    from swiniqa.ray_runtime import QUIET_ENV, ensure_ray
+    from swiniqa.training.trainer import make_trainer
 
     t0 = time.time()
     if minimal and not ray.is_initialized():

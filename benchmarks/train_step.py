@@ -150,6 +150,7 @@ def make_steps(cfg, model, opt, device: torch.device):
     """(train_step, eval_step, patches per train step, images per eval step): the loop's own
     :func:`swiniqa.training.loop.train_step` (schedule step, rank loss and colour jitter as the config
     says) and :func:`swiniqa.evaluation.inference.mean_scores`."""
+    from swiniqa.data.loader import Batch
     from swiniqa.evaluation.inference import mean_scores
     from swiniqa.training.loop import train_step as loop_step
     from swiniqa.training.optim import make_schedule
@@ -164,11 +165,12 @@ def make_steps(cfg, model, opt, device: torch.device):
     xe = _host_batch(n_img * cfg.test_patches, p, device, 2)
     owner = torch.arange(n_img).repeat_interleave(cfg.test_patches)
     sched = make_schedule(opt, cfg, steps_per_epoch=1000)
-    gen = torch.Generator().manual_seed(0)
+    jitter = torch.from_numpy(np.random.default_rng(3).random((bs, 3), dtype=np.float32))
+    batch = Batch(xb, yb, jitter, bs, (bs,))  # one worker's whole global batch
 
     def train_step() -> None:
         model.train()
-        loss = loop_step(model, opt, sched, xb, yb, cfg, device, (50.0, 20.0), amp, gen)
+        loss = loop_step(model, opt, sched, batch, cfg, device, (50.0, 20.0), amp)
         if device.type == "cuda":
             loss.item()  # the loop syncs once per epoch; here the timer syncs anyway
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Optional
 
-from swiniqa.errors import ConfigError
+from swiniqa.errors import ConfigError, did_you_mean
 from swiniqa.parsing import parse_bool, parse_hw
 
 log = logging.getLogger("swiniqa.config")
@@ -102,6 +102,8 @@ class TrainConfig:
     min_lr_ratio: float = 0.01
     warmup_epochs: int = 0
     epochs: int = 10
+    #: The GLOBAL batch: every optimizer step takes this many patches, split over the workers, so a run
+    #: is the same optimisation on 1 or N workers (the reference's per-GPU 32 on 1 GPU).
     batch_size: int = 32
     loss: str = "l1"
     rank_weight: float = 0.0
@@ -403,9 +405,9 @@ def apply_overrides(base: TrainConfig, overrides: dict[str, Any]) -> TrainConfig
     for key, raw in overrides.items():
         key = key.replace("-", "_")
         if key not in hints:
-            close = [k for k in hints if key.split("_")[0] in k][:3]
-            hint = f" (did you mean {', '.join(close)}?)" if close else ""
-            raise ConfigError(f"unknown config key '{key}'{hint}; see `swiniqa config --preset demo` for all keys")
+            hint = did_you_mean(key, hints)
+            raise ConfigError(f"unknown config key '{key}'{' (' + hint + ')' if hint else ''}; see "
+                              "`swiniqa config --preset demo` for all keys")
         values[key] = _parse_value(key, raw, hints[key])
     return TrainConfig(**values)
 
@@ -448,6 +450,9 @@ def validate(cfg: TrainConfig) -> None:
             bad(key, "must be in [0, 1)")
     if not (0 <= cfg.val_fraction < 1 and 0 <= cfg.test_fraction < 1 and cfg.val_fraction + cfg.test_fraction < 1):
         bad("val_fraction", "val_fraction and test_fraction must be in [0, 1) and sum to < 1")
+    if cfg.batch_size < cfg.num_workers:
+        bad("batch_size", f"is the global batch, split over the {cfg.num_workers} workers: give at least "
+                          f"{cfg.num_workers}, or fewer workers")
     if cfg.patience < 1:
         bad("patience", "must be >= 1 (use a large number to disable early stopping)")
     if cfg.resize is not None and (len(cfg.resize) != 2 or min(cfg.resize) < cfg.patch_size):
@@ -462,7 +467,8 @@ def validate(cfg: TrainConfig) -> None:
 
 def preset(name: str) -> TrainConfig:
     if name not in PRESETS:
-        raise ConfigError(f"unknown preset '{name}'; choose one of {', '.join(PRESETS)}")
+        hint = did_you_mean(name, PRESETS)
+        raise ConfigError(f"unknown preset '{name}'; {hint + ' ' if hint else ''}choose one of {', '.join(PRESETS)}")
     return apply_overrides(TrainConfig(), PRESETS[name])
 
 

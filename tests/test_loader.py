@@ -5,8 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
-from swiniqa.data.loader import (EvalPatches, ImageCache, TrainPatches, fixed_crop_positions, random_crops,
-                                 shard_indices)
+from swiniqa.data.loader import EvalPatches, ImageCache, TrainPatches, fixed_crop_positions, random_crops
 from swiniqa.data.records import Record
 
 
@@ -25,19 +24,11 @@ def test_train_batches_pair_each_patch_with_its_own_score(flat_records):
     tp = TrainPatches(flat_records, patch_size=128, patches_per_image=3, batch_size=8, seed=0,
                       cache=ImageCache(min_side=128))
     seen = 0
-    for x, y in tp.epoch(0):
+    for x, y, *_ in tp.epoch(0):
         assert x.dtype == torch.uint8 and x.shape[1:] == (3, 128, 128)
         assert torch.equal(x[:, 0, 0, 0].float(), y)
         seen += len(y)
     assert seen == len(tp) * 8 == (30 * 3 // 8) * 8
-
-
-def test_ranks_get_equal_disjoint_shards():
-    rng = np.random.default_rng(0)
-    shards = [shard_indices(10, r, 3, np.random.default_rng(0)) for r in range(3)]
-    assert len({len(s) for s in shards}) == 1
-    assert set(np.concatenate(shards)) == set(range(10))
-    assert len(shard_indices(10, 0, 1, rng)) == 10
 
 
 def test_eval_crops_are_distinct_fixed_and_cover_every_image(flat_records):
@@ -88,7 +79,7 @@ def test_train_batches_have_the_naive_pipelines_crop_and_flip_statistics(tmp_pat
     recs = [Record(str(path), float(i), f"g{i}") for i in range(40)]
     tp = TrainPatches(recs, patch_size=32, patches_per_image=100, batch_size=50, seed=3,
                       cache=ImageCache(min_side=32))
-    ours = np.concatenate([x.permute(0, 2, 3, 1).numpy() for x, _ in tp.epoch(0)])
+    ours = np.concatenate([b.patches.permute(0, 2, 3, 1).numpy() for b in tp.epoch(0)])
     assert len(ours) == 4000
     _assert_uniform_crops_and_flips(ours)
     torch.manual_seed(0)

@@ -3,7 +3,11 @@
 The reference re-opened and re-decoded the full JPEG for every one of the 20 patches of an image.
 Here each image is decoded (and resized) once per epoch — or once per run while it fits the
 in-memory cache — and all its patches are cut from that array. Patches of a pool of images are
-shuffled together so a batch mixes many images, as a global patch shuffle would. Batches are uint8
+shuffled together so a batch mixes many images, as a global patch shuffle would.
+
+Training is planned globally (:func:`plan_epoch`): which patch, where, flipped or rotated, in which
+global batch, is a function of the seed and the epoch, never of the number of workers; each rank cuts
+its share of every global batch (:func:`split_batch`). So 1, 2 or 8 workers run the same optimisation. Batches are uint8
 NHWC arrays viewed as NCHW (channels-last) tensors; normalisation happens on the device, in the model.
 """
 
@@ -12,7 +16,8 @@ from __future__ import annotations
 import queue
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import Iterator, Optional, Sequence
+from dataclasses import dataclass
+from typing import Iterator, NamedTuple, Optional, Sequence
 
 import numpy as np
 import torch
@@ -54,12 +59,16 @@ def plan_crops(h: int, w: int, n: int, size: int, rng: np.random.Generator, hfli
     return ys, xs, flips
 
 
-def _content_aug(out: np.ndarray, rng: np.random.Generator) -> None:
-    """In place: rotate each crop by a random multiple of 90 degrees and permute its colour channels."""
-    rots = rng.integers(0, 4, len(out))
+#: The six orders of the colour channels content augmentation picks from.
+CHANNEL_ORDERS = np.array([[0, 1, 2], [0, 2, 1], [1, 0, 2], [1, 2, 0], [2, 0, 1], [2, 1, 0]])
+
+
+def _content_aug(out: np.ndarray, rots: np.ndarray, orders: np.ndarray) -> None:
+    """In place: rotate crop ``k`` by ``rots[k]`` quarter turns and reorder its colour channels as
+    ``CHANNEL_ORDERS[orders[k]]``."""
     for k in range(len(out)):
         c = np.rot90(out[k], rots[k]) if rots[k] else out[k]
-        out[k] = c[:, :, rng.permutation(3)]
+        out[k] = c[:, :, CHANNEL_ORDERS[orders[k]]]
 
 
 def _flip_rows(t: torch.Tensor, flips: np.ndarray) -> torch.Tensor:
@@ -83,7 +92,7 @@ def random_crops(img: np.ndarray, n: int, size: int, rng: np.random.Generator, h
         out[k] = img[ys[k]:ys[k] + size, xs[k]:xs[k] + size]
     out = _flip_rows(torch.from_numpy(out), flips).numpy()
     if content_aug:
-        _content_aug(out, rng)
+        _content_aug(out, rng.integers(0, 4, n), rng.integers(0, len(CHANNEL_ORDERS), n))
     return out
 
 
@@ -107,14 +116,6 @@ def fixed_crops(img: np.ndarray, n: int, size: int, seed: int) -> np.ndarray:
 def to_tensor(patches: np.ndarray) -> torch.Tensor:
     """(B, H, W, 3) uint8 array -> (B, 3, H, W) uint8 tensor in channels-last memory (no copy)."""
     return torch.from_numpy(patches).permute(0, 3, 1, 2)
-
-
-def shard_indices(n: int, rank: int, world: int, rng: Optional[np.random.Generator]) -> np.ndarray:
-    """Shuffled (if ``rng``) indices for this rank, wrapped so every rank gets the same count."""
-    order = rng.permutation(n) if rng is not None else np.arange(n)
-    per = -(-n // world)
-    order = np.resize(order, per * world)
-    return order[rank::world]
 
 
 class _Prefetch:
@@ -154,8 +155,109 @@ class _Prefetch:
         self.stopped = True
 
 
+@dataclass(frozen=True)
+class EpochPlan:
+    """Every training patch of one epoch, in the order the optimizer sees them (one global plan).
+
+    Patch ``k`` is cut from record ``image[k]`` at the relative position ``(uy[k], ux[k])`` in [0, 1)
+    (:func:`crop_origin` maps it onto the decoded image, so planning needs no image), then mirrored when
+    ``flip[k]``, rotated by ``rot[k]`` quarter turns and its channels reordered as
+    ``CHANNEL_ORDERS[order[k]]`` (content augmentation), and colour-jittered by ``jitter[k]`` (three
+    uniform draws in [0, 1) for brightness, contrast and saturation, used only when colour jitter is on).
+    Global batch ``b`` is patches ``[b * batch_size, (b + 1) * batch_size)``.
+    """
+
+    image: np.ndarray
+    uy: np.ndarray
+    ux: np.ndarray
+    flip: np.ndarray
+    rot: np.ndarray
+    order: np.ndarray
+    jitter: np.ndarray
+    batch_size: int
+
+    def __len__(self) -> int:
+        return len(self.image)
+
+    @property
+    def batches(self) -> int:
+        """Optimizer steps: full batches only, or one smaller batch when the epoch holds fewer patches
+        than a batch, so every epoch steps at least once."""
+        return len(self) // self.batch_size or (1 if len(self) else 0)
+
+    def batch(self, b: int) -> np.ndarray:
+        """Plan indices of global batch ``b``."""
+        return np.arange(b * self.batch_size, min((b + 1) * self.batch_size, len(self)))
+
+
+def plan_epoch(n_records: int, *, patches_per_image: int, batch_size: int, seed: int, epoch: int, pool: int,
+               hflip: bool = True, content_aug: bool = False) -> EpochPlan:
+    """The epoch's global plan: a function of (records, seed, epoch) and the batch size only, never of the
+    number of workers, so 1, 2 or 8 workers take the same optimizer steps on the same batches.
+
+    Records are shuffled, cut into pools of ``pool`` images, and the patches of each pool shuffled together
+    (a batch mixes many images, like a global patch shuffle, while a worker decodes a pool's images once)."""
+    order = np.random.default_rng([seed, epoch, 1]).permutation(n_records)
+    rng = np.random.default_rng([seed, epoch, 2])
+    image = np.concatenate([rng.permutation(np.repeat(order[s:s + pool], patches_per_image))
+                            for s in range(0, n_records, pool)] or [np.zeros(0, np.int64)])
+    n = len(image)
+    uy, ux = rng.random(n), rng.random(n)
+    flip = rng.random(n) < 0.5 if hflip else np.zeros(n, bool)
+    zeros = np.zeros(n, np.int64)
+    rot = rng.integers(0, 4, n) if content_aug else zeros
+    order_ = rng.integers(0, len(CHANNEL_ORDERS), n) if content_aug else zeros
+    jitter = np.random.default_rng([seed, epoch, 3]).random((n, 3), dtype=np.float32)
+    return EpochPlan(image, uy, ux, flip, rot, order_, jitter, batch_size)
+
+
+def crop_origin(u: np.ndarray, length: int, size: int) -> np.ndarray:
+    """Top (or left) edge of crops at relative positions ``u`` in [0, 1): uniform over the
+    ``length - size + 1`` integer positions, like ``rng.integers(0, length - size + 1)``."""
+    positions = length - size + 1
+    return np.minimum((u * positions).astype(np.int64), positions - 1)
+
+
+def split_batch(images: np.ndarray, world: int) -> list[np.ndarray]:
+    """Which positions of a global batch each rank trains on.
+
+    Shares differ by at most one patch (rank ``r`` gets ``len // world`` plus one when ``r < len % world``),
+    so no rank waits for a bigger one; each rank first takes patches of its own images (record index mod
+    ``world``), so it mostly decodes and caches its own part of the dataset, and the rest fill the shares
+    left short. The loss weights every patch by ``1 / len(batch)`` whatever share it lands in, so the
+    averaged gradient is the one-worker gradient of the whole batch.
+
+    Raises:
+        ValueError: the batch has fewer patches than there are ranks.
+    """
+    n = len(images)
+    if n < world:
+        raise ValueError(f"a batch of {n} patches cannot be split over {world} workers")
+    quota = [n // world + (1 if r < n % world else 0) for r in range(world)]
+    shares: list[list[int]] = [[] for _ in range(world)]
+    spill: list[int] = []
+    for k, owner in enumerate(np.asarray(images) % world):
+        (shares[owner] if len(shares[owner]) < quota[owner] else spill).append(k)
+    for r in range(world):
+        take = quota[r] - len(shares[r])
+        shares[r] += spill[:take]
+        spill = spill[take:]
+    return [np.array(sorted(s), dtype=np.int64) for s in shares]
+
+
+class Batch(NamedTuple):
+    """A rank's share of one global batch."""
+
+    patches: torch.Tensor  # uint8 (n, 3, P, P), channels-last memory
+    scores: torch.Tensor  # float32 (n,), dataset units
+    jitter: torch.Tensor  # float32 (n, 3) uniform draws for colour jitter
+    total: int  # patches in the whole global batch (the loss divides by it)
+    sizes: tuple[int, ...]  # every rank's share of this batch, by rank
+
+
 class TrainPatches:
-    """Per-epoch iterator of (patches uint8 (B,3,P,P), scores float32 (B,)) for one rank."""
+    """Per-epoch iterator of this rank's :class:`Batch` es: its share of every global batch of the epoch's
+    :class:`EpochPlan`. ``batch_size`` is the global batch; ``len()`` is the same at any ``world``."""
 
     def __init__(self, records: Sequence[Record], *, patch_size: int, patches_per_image: int, batch_size: int,
                  seed: int, cache: ImageCache, rank: int = 0, world: int = 1, hflip: bool = True,
@@ -167,64 +269,61 @@ class TrainPatches:
         self.hflip, self.threads = hflip, max(1, threads)
         # Enough images per shuffle pool that a batch rarely holds two patches of one image.
         self.pool = pool_images or max(8, 4 * batch_size)
+        smallest = min(batch_size, len(self.records) * patches_per_image)
+        if self.records and smallest < world:
+            raise ValueError(f"a global batch of {smallest} patches cannot be split over {world} workers: "
+                             f"use at most {smallest} workers or a larger batch_size")
+
+    def plan(self, epoch: int) -> EpochPlan:
+        return plan_epoch(len(self.records), patches_per_image=self.n, batch_size=self.bs, seed=self.seed,
+                          epoch=epoch, pool=self.pool, hflip=self.hflip, content_aug=self.content_aug)
 
     def __len__(self) -> int:
-        """Batches per epoch: full batches only, or one smaller batch when an epoch holds fewer patches
-        than a batch (every rank the same count), so every epoch takes at least one optimizer step."""
-        per_rank = -(-len(self.records) // self.world)
-        return per_rank * self.n // self.bs or (1 if per_rank * self.n else 0)
+        """Optimizer steps per epoch (global batches), whatever the number of workers."""
+        total = len(self.records) * self.n
+        return total // self.bs or (1 if total else 0)
 
-    def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        rng = np.random.default_rng([self.seed, epoch, 1])
-        mine = shard_indices(len(self.records), self.rank, self.world, rng)
-        crop_rng = np.random.default_rng([self.seed, epoch, 2, self.rank])
-        p, bs, total = self.p, self.bs, len(self)
+    def shares(self, plan: EpochPlan) -> Iterator[tuple[np.ndarray, tuple[int, ...]]]:
+        """(plan indices of this rank's share, every rank's share size) for each global batch."""
+        for b in range(plan.batches):
+            idx = plan.batch(b)
+            parts = split_batch(plan.image[idx], self.world)
+            yield idx[parts[self.rank]], tuple(len(q) for q in parts)
 
-        def plans():
-            """Per pool of images: decode (threads), plan every crop, shuffle the plan."""
-            with ThreadPoolExecutor(self.threads) as ex:
-                for s in range(0, len(mine), self.pool):
-                    idx = mine[s:s + self.pool]
-                    imgs = list(ex.map(lambda i: self.cache.get(self.records[i].path), idx))
-                    plan = []
-                    for i, im in zip(idx, imgs):
-                        ys, xs, fl = plan_crops(im.shape[0], im.shape[1], self.n, p, crop_rng, self.hflip)
-                        score = self.records[i].score
-                        plan += [(im, int(y), int(x), bool(f), score) for y, x, f in zip(ys, xs, fl)]
-                    perm = crop_rng.permutation(len(plan))
-                    yield [plan[k] for k in perm]
+    def _cut(self, plan: EpochPlan, sel: np.ndarray, images: dict[int, np.ndarray], sizes) -> Batch:
+        p = self.p
+        out = np.empty((len(sel), p, p, 3), np.uint8)
+        for k, j in enumerate(sel):
+            im = images[int(plan.image[j])]
+            y = int(crop_origin(plan.uy[j:j + 1], im.shape[0], p)[0])
+            x = int(crop_origin(plan.ux[j:j + 1], im.shape[1], p)[0])
+            out[k] = im[y:y + p, x:x + p]
+        t = _flip_rows(torch.from_numpy(out), plan.flip[sel])
+        if self.content_aug:
+            _content_aug(out, plan.rot[sel], plan.order[sel])  # ``out`` is ``t``'s memory
+        scores = torch.tensor([self.records[int(i)].score for i in plan.image[sel]], dtype=torch.float32)
+        return Batch(t.permute(0, 3, 1, 2), scores, torch.from_numpy(plan.jitter[sel]), sum(sizes), sizes)
 
-        def cut(part: list) -> tuple[torch.Tensor, torch.Tensor]:
-            out = np.empty((len(part), p, p, 3), np.uint8)
-            for k, (im, y, x, _, _) in enumerate(part):
-                out[k] = im[y:y + p, x:x + p]
-            t = _flip_rows(torch.from_numpy(out), np.array([e[3] for e in part]))
-            if self.content_aug:
-                _content_aug(out, crop_rng)  # ``out`` is ``t``'s memory
-            return t.permute(0, 3, 1, 2), torch.tensor([e[4] for e in part], dtype=torch.float32)
+    def epoch(self, epoch: int) -> Iterator[Batch]:
+        plan = self.plan(epoch)
+        group = max(1, self.pool * self.n // max(1, self.bs))  # about one pool's batches per decode round
 
         def batches():
-            """Cut each batch straight into its own buffer; a pool's remainder opens the next batch."""
-            left: list = []
-            emitted = 0
-            for plan in plans():
-                plan = left + plan
-                nfull = len(plan) // bs
-                for b in range(nfull):
-                    if emitted == total:
-                        return
-                    emitted += 1
-                    yield cut(plan[b * bs:(b + 1) * bs])
-                left = plan[nfull * bs:]
-            if emitted < total and left:  # fewer patches than one batch: one smaller batch
-                yield cut(left)
+            """Per group of batches: decode this rank's images of the group (threads), then cut each share."""
+            todo = list(self.shares(plan))
+            with ThreadPoolExecutor(self.threads) as ex:
+                for g in range(0, len(todo), group):
+                    part = todo[g:g + group]
+                    need = sorted({int(i) for sel, _ in part for i in plan.image[sel]})
+                    images = dict(zip(need, ex.map(lambda i: self.cache.get(self.records[i].path), need)))
+                    for sel, sizes in part:
+                        yield self._cut(plan, sel, images, sizes)
 
         pf = _Prefetch(batches())
         try:
             yield from pf
         finally:
             pf.close()
-
 
 class SeededPatches:
     """Fixed test crops of whole images, batched: yields (patches, owner) with all crops of several

@@ -8,11 +8,12 @@ the same :class:`DatasetSpec`.
 
 from __future__ import annotations
 
-import difflib
+import os
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Optional, Union
 
-from swiniqa.errors import DataError
+from swiniqa.errors import DataError, did_you_mean
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,8 @@ class DatasetInfo:
     #: Official split, image path -> "train"/"val"/"test", when the release ships one.
     official_split: Optional[dict[str, str]] = None
     notes: list[str] = field(default_factory=list)
+    #: The label file(s) the reader read (for the dataset fingerprint, :mod:`swiniqa.provenance`).
+    label_files: list[str] = field(default_factory=list)
 
 
 Reader = Callable[..., DatasetInfo]
@@ -136,9 +139,8 @@ def dataset_spec(name: str, flag: str = "--dataset") -> DatasetSpec:
     if canon is not None:
         return DATASETS[canon]
     known = sorted(DATASETS)
-    close = difflib.get_close_matches(str(name).lower(), known + [a for s in DATASETS.values() for a in s.aliases],
-                                      n=3, cutoff=0.5)
-    hint = f"did you mean {', '.join(dict.fromkeys(close))}? " if close else ""
+    hint = did_you_mean(name, known + [a for s in DATASETS.values() for a in s.aliases], cutoff=0.5)
+    hint = f"{hint} " if hint else ""
     raise DataError(f"unknown dataset '{name}' ({flag}); {hint}choose one of {', '.join(known)}")
 
 
@@ -157,7 +159,24 @@ def read_dataset(name: str, root: Optional[str], **options) -> DatasetInfo:
     spec = dataset_spec(name, flag=str(options.pop("_flag", "--dataset")))
     from swiniqa.data.staging import read_staged  # s3:// / gs:// locations are staged locally first
 
-    return read_staged(spec.reader, root, _fit_options(spec, {k: v for k, v in options.items() if v is not None}))
+    token = _LABEL_FILES.set([])
+    try:
+        info = read_staged(spec.reader, root, _fit_options(spec, {k: v for k, v in options.items() if v is not None}))
+        info.label_files = sorted(set(info.label_files) | set(_LABEL_FILES.get() or []))
+    finally:
+        _LABEL_FILES.reset(token)
+    return info
+
+
+#: Label files read during the current :func:`read_dataset` call (readers report them by :func:`note_label_file`).
+_LABEL_FILES: ContextVar[Optional[list]] = ContextVar("swiniqa_label_files", default=None)
+
+
+def note_label_file(path: Any) -> None:
+    """Readers call this for each label file they read, so the run's dataset fingerprint hashes it."""
+    files = _LABEL_FILES.get()
+    if files is not None:
+        files.append(os.path.abspath(str(path)))
 
 
 #: Reader option -> the flag (and TrainConfig key) that sets it, for messages.

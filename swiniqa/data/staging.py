@@ -197,12 +197,11 @@ def staged_for_workers(paths: list[str]) -> list[dict[str, Any]]:
     return out
 
 
-def localise_splits(loop_config: dict[str, Any]) -> dict[str, list]:
-    """The run's split rows with image paths on this node: stage what the driver staged (once per node,
-    shared by its workers) and swap the driver's cache prefix for this node's."""
-    splits = loop_config["splits"]
+def localise_splits(splits: dict[str, list], staged: list[dict[str, Any]]) -> dict[str, list]:
+    """The run's split rows with image paths on this node: stage what the driver staged (``staged``, once
+    per node, shared by its workers) and swap the driver's cache prefix for this node's."""
     moves = []
-    for s in loop_config.get("staged") or []:
+    for s in staged or []:
         here = stage(s["uri"], s["listing"])
         if here != s["driver_local"]:
             moves.append((s["driver_local"], here))

@@ -377,7 +377,8 @@ def check_resume(d: str | os.PathLike, cfg: TrainConfig) -> None:
 
 
 def _looks_like_checkpoint(d: Path) -> bool:
-    return any((d / n).exists() for n in CHECKPOINT_FILES)
+    """A folder holding any checkpoint file but the provenance ones (a run folder has those too)."""
+    return any((d / n).exists() for n in CHECKPOINT_FILES if n not in PROVENANCE_FILES)
 
 
 def scan_checkpoints(root: str | os.PathLike) -> tuple[list[Path], list[tuple[Path, list[str]]]]:

@@ -16,7 +16,8 @@ from swiniqa.storage import write_bytes
 def history_csv(history: Sequence[dict[str, Any]]) -> bytes:
     buf = io.StringIO()
     if history:
-        w = csv.DictWriter(buf, fieldnames=list(history[0]))
+        keys = list(dict.fromkeys(k for row in history for k in row))  # rows of a resumed older run may lack some
+        w = csv.DictWriter(buf, fieldnames=keys)
         w.writeheader()
         w.writerows(history)
     return buf.getvalue().encode()

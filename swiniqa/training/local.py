@@ -12,7 +12,7 @@ from typing import Any, Optional
 from swiniqa.config import TrainConfig
 from swiniqa.training.loop import train_worker
 from swiniqa.training.session import LocalSession
-from swiniqa.training.trainer import loop_config
+from swiniqa.training.trainer import worker_input
 
 
 def train_in_process(cfg: TrainConfig, run_dir: Optional[str] = None, splits=None, resume: bool = True
@@ -32,9 +32,10 @@ def train_in_process(cfg: TrainConfig, run_dir: Optional[str] = None, splits=Non
         DataError: the dataset cannot be read or split.
         TrainingError: the training loss became non-finite.
     """
-    lc = loop_config(cfg, splits=splits, tensorboard=os.path.join(run_dir, "tensorboard") if run_dir else None)
+    inp = worker_input(cfg, splits=splits, tensorboard=os.path.join(run_dir, "tensorboard") if run_dir else None,
+                       run_dir=run_dir)
     session = LocalSession(run_dir, resume=resume)
-    final = train_worker(lc, session)
+    final = train_worker(inp, session)
     return final, session.reports
 
 

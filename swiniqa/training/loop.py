@@ -2,7 +2,8 @@
 
 :func:`train_worker` is ``setup`` → :func:`restore_state` → per epoch :func:`train_one_epoch` and
 :func:`end_of_epoch` (validate, select, report + checkpoint, log) → :func:`final_test`. Each epoch trains
-on this rank's shard and evaluates the validation split (sharded, predictions gathered once); TensorBoard
+on this rank's share of every global batch (one plan for any number of workers, so the optimisation does
+not depend on it; :func:`train_step`) and evaluates the validation split (sharded, predictions gathered once); TensorBoard
 scalars are written on rank 0 after the checkpoint is committed (so a restarted run never logs an epoch
 twice). After the last epoch the best weights are evaluated once on the test split; selection never looks
 at the test set. :func:`train_step` is the one optimisation step (``benchmarks/train_step.py`` times it).
@@ -14,9 +15,6 @@ Scoring is :mod:`swiniqa.evaluation.inference`'s; running the loop without Ray i
 from __future__ import annotations
 
 import math
-import os
-import signal
-import tempfile
 import time
 from dataclasses import dataclass, field
 from typing import Any, Optional
@@ -25,8 +23,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from swiniqa.config import TrainConfig, config_from_dict
-from swiniqa.data.loader import ImageCache, TrainPatches
+from swiniqa.config import TrainConfig
+from swiniqa.data.loader import Batch, ImageCache, TrainPatches
 from swiniqa.data.records import Record
 from swiniqa.data.staging import localise_splits
 from swiniqa.errors import TrainingError
@@ -35,9 +33,10 @@ from swiniqa.models import build_model, unwrap
 from swiniqa.training import checkpoint as ckio
 from swiniqa.training.optim import make_optimizer, make_schedule
 from swiniqa.training.session import CHECKPOINT_SCORE, RaySession, Session, checkpoint_score
+from swiniqa.training.worker_input import WorkerInput
 
 #: Per-epoch values kept for the run's ``history.csv`` / ``curves.png``.
-HISTORY_KEYS = ("epoch", "train_loss", "val_srcc", "val_plcc", "lr_backbone", "lr_head", "epoch_time_s")
+HISTORY_KEYS = ("epoch", "train_loss", "val_srcc", "val_plcc", "lr_backbone", "lr_head", "epoch_time_s", "workers")
 #: Scalars written to TensorBoard each epoch.
 _TB_KEYS = ("train_loss", "val_srcc", "val_plcc", "lr_backbone", "lr_head", "train_patches_per_s")
 
@@ -75,10 +74,10 @@ def rank_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return torch.relu(-dp * dt).mean()
 
 
-def color_jitter(x: torch.Tensor, gen: torch.Generator, strength: float = 0.2) -> torch.Tensor:
-    """Batched brightness/contrast/saturation jitter on a float [0,1] NCHW batch, one draw per patch."""
-    B = x.shape[0]
-    f = 1 + (torch.rand(3, B, 1, 1, 1, generator=gen, device="cpu") * 2 - 1).to(x.device) * strength
+def color_jitter(x: torch.Tensor, draws: torch.Tensor, strength: float = 0.2) -> torch.Tensor:
+    """Brightness/contrast/saturation jitter of a float [0,1] NCHW batch; ``draws`` (B, 3) in [0, 1) are
+    the patches' own (from the epoch plan), so a patch is jittered alike on any rank and worker count."""
+    f = (1 + (draws.t().to(x.device, x.dtype) * 2 - 1) * strength)[:, :, None, None, None]
     x = x * f[0]
     mean = x.mean(dim=(1, 2, 3), keepdim=True)
     x = (x - mean) * f[1] + mean
@@ -87,42 +86,73 @@ def color_jitter(x: torch.Tensor, gen: torch.Generator, strength: float = 0.2) -
     return x.clamp_(0, 1)
 
 
-def train_step(model: torch.nn.Module, opt: torch.optim.Optimizer, sched: Any, patches: torch.Tensor,
-               scores: torch.Tensor, cfg: TrainConfig, device: torch.device, label_stats: tuple[float, float],
-               amp: bool, gen: torch.Generator) -> torch.Tensor:
-    """One optimisation step on a batch: the loop's and the benchmark's.
+def _gathered_rank_term(pred: torch.Tensor, y: torch.Tensor, batch: Batch, rank: int) -> tuple:
+    """The ranking term over the whole global batch when it is split over ranks.
+
+    Every rank gathers all predictions and labels (values only, before the backward pass, so no collective
+    runs inside DDP's), computes the batch's rank loss and its gradient with respect to every prediction,
+    and returns ``(value, surrogate)``: ``surrogate``'s gradient is ``world`` times the true one for this
+    rank's predictions, which DDP's averaging over ``world`` ranks turns into the one-worker gradient."""
+    world = len(batch.sizes)
+    width = max(batch.sizes)
+    mine = torch.zeros(width, 2, device=pred.device, dtype=torch.float32)
+    mine[:len(y), 0], mine[:len(y), 1] = pred.detach().float(), y
+    parts = [torch.empty_like(mine) for _ in range(world)]
+    dist.all_gather(parts, mine)
+    every = torch.cat([q[:n] for q, n in zip(parts, batch.sizes)])
+    preds = every[:, 0].clone().requires_grad_(True)
+    value = rank_loss(preds, every[:, 1])
+    (grad,) = torch.autograd.grad(value, preds)
+    start = sum(batch.sizes[:rank])
+    return value.detach(), (pred.float() * grad[start:start + len(y)]).sum() * world
+
+
+def train_step(model: torch.nn.Module, opt: torch.optim.Optimizer, sched: Any, batch: Batch, cfg: TrainConfig,
+               device: torch.device, label_stats: tuple[float, float], amp: bool, rank: int = 0) -> torch.Tensor:
+    """One optimisation step on this rank's share of a global batch: the loop's and the benchmark's.
+
+    Each patch's loss is weighted by ``1 / batch.total`` whichever rank holds it, and the rank's loss is
+    multiplied by the number of ranks, so DDP's average of the ranks' gradients is the gradient of the
+    whole global batch's mean loss: the step one worker would take on the same batch (uneven shares
+    included). The ranking term is taken over the whole global batch (:func:`_gathered_rank_term`).
 
     Args:
         model: the model in train mode (DDP/compile-wrapped is fine).
         opt, sched: the optimizer and its per-step schedule (stepped here).
-        patches: uint8 NCHW batch (the model normalises it in one op); colour-jittered when
-            ``cfg.color_jitter``.
-        scores: the batch's labels in dataset units.
+        batch: this rank's share (uint8 NCHW patches, labels in dataset units, colour-jitter draws).
         cfg: ``loss``, ``rank_weight``, ``grad_clip``, ``color_jitter``.
         device, amp: where it runs; bf16 autocast.
         label_stats: ``(shift, scale)`` that standardise the labels.
-        gen: the CPU generator colour jitter draws from.
+        rank: this worker's rank (``batch.sizes`` gives the number of ranks).
 
     Returns:
-        The batch's mean loss (detached, on ``device``; no host sync).
+        This rank's part of the global batch's loss (detached, on ``device``; no host sync): the ranks'
+        parts sum to the batch's mean loss.
     """
     shift, scale = label_stats
-    x = patches.to(device, non_blocking=True)
+    world = len(batch.sizes)
+    x = batch.patches.to(device, non_blocking=True)
     if cfg.color_jitter:
-        x = color_jitter(x.float().div_(255.0), gen)
-    y = ((scores.to(device, non_blocking=True) - shift) / scale).float()
+        x = color_jitter(x.float().div_(255.0), batch.jitter)
+    y = ((batch.scores.to(device, non_blocking=True) - shift) / scale).float()
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
         pred = model(x, raw=True)
-        loss = torch.nn.functional.l1_loss(pred.float(), y)
-        if cfg.loss == "l1+rank" and cfg.rank_weight > 0:
-            loss = loss + cfg.rank_weight * rank_loss(pred.float(), y)
+    part = torch.nn.functional.l1_loss(pred.float(), y, reduction="sum") / batch.total
+    loss, reported = part * world, part.detach()
+    if cfg.loss == "l1+rank" and cfg.rank_weight > 0:
+        if world == 1:
+            term = rank_loss(pred.float(), y)
+            loss, reported = loss + cfg.rank_weight * term, reported + cfg.rank_weight * term.detach()
+        else:
+            value, surrogate = _gathered_rank_term(pred, y, batch, rank)
+            loss, reported = loss + cfg.rank_weight * surrogate, reported + cfg.rank_weight * value / world
     opt.zero_grad(set_to_none=True)
     loss.backward()
     if cfg.grad_clip > 0:
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
     opt.step()
     sched.step()
-    return loss.detach()
+    return reported
 
 
 @dataclass
@@ -141,8 +171,9 @@ class Run:
     sched: Any
     cache: ImageCache
     train: TrainPatches
-    gen: torch.Generator
-    loop_config: dict[str, Any]
+    inp: WorkerInput
+    #: What made these weights (rank 0): ``{environment.json: ..., dataset.json: ...}`` for every checkpoint.
+    provenance: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass
@@ -160,10 +191,15 @@ class RunState:
 def _place_model(cfg: TrainConfig, session: Session, device: torch.device, label_stats) -> tuple:
     model = build_model(cfg)
     model.set_label_scale(*label_stats)
+    ddp = session.under_ray and session.world > 1
+    if ddp:  # the ResNet baselines' BatchNorm: statistics of the global batch (before the optimizer sees them)
+        from swiniqa.training.global_bn import synchronise_batchnorm
+
+        model, _ = synchronise_batchnorm(model, device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     backbone_params, head_params = model.param_groups()
-    if session.under_ray and session.world > 1:
+    if ddp:
         import ray.train.torch
 
         model = ray.train.torch.prepare_model(model, parallel_strategy_kwargs=dict(bucket_cap_mb=50))
@@ -174,11 +210,41 @@ def _place_model(cfg: TrainConfig, session: Session, device: torch.device, label
     return model, backbone_params, head_params
 
 
-def setup(loop_config: dict[str, Any], session: Session) -> Run:
+def _provenance(inp: WorkerInput, session: Session, device: torch.device) -> dict[str, dict[str, Any]]:
+    """Rank 0's ``environment.json`` (with every worker's node and device) and ``dataset.json``; every rank
+    takes part in the gather, only rank 0 keeps the result (it alone writes checkpoints)."""
+    import socket
+
+    me = {"rank": session.rank, "node": socket.gethostname(), "device": str(device)}
+    if device.type == "cuda":
+        me["device_name"] = torch.cuda.get_device_name(device)
+    workers = [me]
+    if session.world > 1 and dist.is_initialized():
+        workers = [None] * session.world
+        dist.all_gather_object(workers, me)
+    if session.rank != 0:
+        return {}
+    from swiniqa.layout import DATASET_FINGERPRINT, ENVIRONMENT
+    from swiniqa.provenance import environment
+
+    out = {ENVIRONMENT: environment(workers)}
+    if inp.dataset:
+        out[DATASET_FINGERPRINT] = dict(inp.dataset)
+    if inp.run_dir:  # the run folder says what made it too (the latest attempt; each checkpoint keeps its own)
+        import json
+
+        from swiniqa.storage import write_bytes
+
+        for name, obj in out.items():
+            write_bytes(f"{inp.run_dir.rstrip('/')}/{name}", (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+    return out
+
+
+def setup(inp: WorkerInput, session: Session) -> Run:
     """Seed, pick the device and threads, build the model, optimizer, schedule and training loader."""
-    cfg: TrainConfig = config_from_dict(loop_config["config"])
-    splits = {k: _records(v) for k, v in localise_splits(loop_config).items()}  # s3:// data: staged per node
-    label_stats = tuple(loop_config["label_stats"])
+    cfg = inp.train_config()
+    splits = {k: _records(v) for k, v in localise_splits(inp.splits, inp.staged).items()}  # s3://: per node
+    label_stats = tuple(inp.label_stats)
     if cfg.max_image_pixels:  # the config travels to every node; the driver's environment does not
         from swiniqa.data.images import set_max_image_pixels
 
@@ -186,7 +252,7 @@ def setup(loop_config: dict[str, Any], session: Session) -> Run:
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
     device = _device(cfg, session)
-    cpus = max(1, int(loop_config.get("torch_threads") or torch.get_num_threads()))
+    cpus = max(1, int(inp.torch_threads or torch.get_num_threads()))
     if device.type == "cpu":
         torch.set_num_threads(cpus)
     threads = loader_threads(cfg, device, cpus)
@@ -198,9 +264,8 @@ def setup(loop_config: dict[str, Any], session: Session) -> Run:
                          world=session.world, hflip=cfg.hflip, threads=threads, content_aug=cfg.content_aug)
     opt = make_optimizer(backbone_params, head_params, cfg, device)
     sched = make_schedule(opt, cfg, max(1, len(train)))
-    gen = torch.Generator().manual_seed(cfg.seed * 7919 + session.rank)
     return Run(cfg, session, splits, label_stats, device, cfg.amp and device.type == "cuda", threads, model, opt,
-               sched, cache, train, gen, loop_config)
+               sched, cache, train, inp, _provenance(inp, session, device))
 
 
 def restore_state(run: Run) -> RunState:
@@ -218,41 +283,38 @@ def restore_state(run: Run) -> RunState:
         run.sched.load_state_dict(st["scheduler"])
     best = {"val_srcc": float(st.get("best_val_srcc", -math.inf)), "epoch": int(st.get("best_epoch", -1)),
             **{k: float(v) for k, v in st.get("best_metrics", {}).items()}}
-    restarts = int(st.get("restarts", 0)) + (1 if st.get("fit_id") == run.loop_config.get("fit_id", "") else 0)
+    restarts = int(st.get("restarts", 0)) + (1 if st.get("fit_id") == run.inp.fit_id else 0)
     return RunState(start_epoch=int(st.get("epoch", -1)) + 1, restarts=restarts, best=best,
                     best_state=ckio.read_weights(resume_dir, best=True), bad_epochs=int(st.get("bad_epochs", 0)),
                     history=list(st.get("history", [])))
 
 
 def train_one_epoch(run: Run, epoch: int) -> tuple[float, int, float]:
-    """Train on this rank's shard for one epoch.
+    """Train on this rank's share of every global batch of the epoch.
 
     Returns:
-        ``(train_loss, patches, seconds)``: mean loss over all ranks, this rank's patch count, train time.
+        ``(train_loss, patches, seconds)``: the mean loss over every patch of the epoch (all ranks), the
+        epoch's patch count (all ranks), train time.
 
     Raises:
         TrainingError: the loss is not finite.
     """
     t0 = time.perf_counter()
-    # An epoch's randomness (dropout, drop-path, colour jitter) is a function of (seed, epoch, rank): a run
-    # resumed from a checkpoint, on any rank, draws exactly what the uninterrupted run drew, with no RNG
-    # state to save (rank 0 alone writes checkpoints, so other ranks' states could not be saved anyway).
-    epoch_seed = (run.cfg.seed * 1_000_003 + epoch) * 7919 + run.session.rank
-    torch.manual_seed(epoch_seed)
-    run.gen.manual_seed(epoch_seed)
+    # Dropout and drop-path draw from torch's generator, seeded by (seed, epoch, rank): a run resumed from
+    # a checkpoint, on any rank, draws exactly what the uninterrupted run drew (rank 0 alone writes
+    # checkpoints, so other ranks' states could not be saved). Colour jitter and crops come from the plan.
+    torch.manual_seed((run.cfg.seed * 1_000_003 + epoch) * 7919 + run.session.rank)
     run.model.train()
     loss_sum = torch.zeros((), device=run.device, dtype=torch.float64)
     n_seen = 0
-    for patches, scores in run.train.epoch(epoch):
-        loss = train_step(run.model, run.opt, run.sched, patches, scores, run.cfg, run.device, run.label_stats,
-                          run.amp, run.gen)
-        loss_sum += loss.double() * len(scores)
-        n_seen += len(scores)
-    train_loss = float(loss_sum.item()) / max(1, n_seen)  # one host sync per epoch
+    for batch in run.train.epoch(epoch):
+        part = train_step(run.model, run.opt, run.sched, batch, run.cfg, run.device, run.label_stats, run.amp,
+                          run.session.rank)
+        loss_sum += part.double() * batch.total
+        n_seen += batch.total
     if run.session.world > 1 and dist.is_initialized():
-        t = torch.tensor([train_loss], device=run.device, dtype=torch.float64)
-        dist.all_reduce(t)
-        train_loss = float(t.item()) / run.session.world
+        dist.all_reduce(loss_sum)
+    train_loss = float(loss_sum.item()) / max(1, n_seen)  # one host sync per epoch
     train_time = time.perf_counter() - t0
     if not math.isfinite(train_loss):
         raise TrainingError(f"non-finite training loss at epoch {epoch + 1} (lr={run.cfg.lr:g}); "
@@ -278,7 +340,7 @@ def _checkpoint_state(run: Run, state: RunState, epoch: int) -> dict[str, Any]:
             "epoch": epoch, "best_val_srcc": best["val_srcc"], "best_epoch": best["epoch"],
             "best_metrics": {k: v for k, v in best.items() if k not in ("epoch", "val_srcc")},
             "bad_epochs": state.bad_epochs, "restarts": state.restarts,
-            "fit_id": run.loop_config.get("fit_id", "")}
+            "fit_id": run.inp.fit_id}
 
 
 def end_of_epoch(run: Run, state: RunState, epoch: int, train_loss: float, n_seen: int, t0: float,
@@ -295,14 +357,16 @@ def end_of_epoch(run: Run, state: RunState, epoch: int, train_loss: float, n_see
         "val_krcc": val["krcc"], "val_plcc_fit": val["plcc_fit"], "best_val_srcc": best["val_srcc"],
         "best_epoch": best["epoch"] + 1, "lr_backbone": lrs[0], "lr_head": lrs[1], "restarts": state.restarts,
         "epoch_time_s": time.perf_counter() - t0, "train_time_s": train_time,
-        "train_patches_per_s": n_seen * session.world / max(train_time, 1e-9),
+        "train_patches_per_s": n_seen / max(train_time, 1e-9), "workers": session.world,
         CHECKPOINT_SCORE: checkpoint_score(val["srcc"], improved),
     }
-    state.history.append({k: float(metrics[k]) for k in HISTORY_KEYS})
+    state.history.append({k: int(metrics[k]) if k in ("epoch", "workers") else float(metrics[k])
+                          for k in HISTORY_KEYS})
     ck_state = _checkpoint_state(run, state, epoch)
 
     def write(d: str, _state=ck_state, _metrics=metrics, _best=None if improved else state.best_state):
-        ckio.write_checkpoint(d, unwrap(run.model).state_dict(), run.cfg, _metrics, _state, _best)
+        ckio.write_checkpoint(d, unwrap(run.model).state_dict(), run.cfg, _metrics, _state, _best,
+                              provenance=run.provenance)
 
     session.report(metrics, write)
     _log(run, metrics, writer)
@@ -312,27 +376,27 @@ def end_of_epoch(run: Run, state: RunState, epoch: int, train_loss: float, n_see
 def _open_writer(run: Run, start_epoch: int) -> Any:
     """Rank 0's TensorBoard writer, if asked for. Drop any events a dead attempt wrote past the checkpoint
     we start from (none when it died before its first checkpoint), so no epoch appears twice in the curves."""
-    if run.session.rank != 0 or not run.loop_config.get("tensorboard"):
+    if run.session.rank != 0 or not run.inp.tensorboard:
         return None
     from torch.utils.tensorboard import SummaryWriter
 
-    return SummaryWriter(run.loop_config["tensorboard"], flush_secs=5,
+    return SummaryWriter(run.inp.tensorboard, flush_secs=5,
                          purge_step=start_epoch + 1)
 
 
 def _log(run: Run, metrics: dict[str, Any], writer: Any) -> None:
     """TensorBoard scalars (copied to remote storage when the run lives there) and the progress queue."""
-    lc = run.loop_config
+    inp = run.inp
     if writer is not None:
         for k in _TB_KEYS:
             writer.add_scalar(k if k.startswith("lr") else f"{k.split('_')[0]}/{k.split('_', 1)[1]}",
                               metrics[k], global_step=metrics["epoch"])
         writer.flush()
-        if lc.get("tensorboard_remote"):
+        if inp.tensorboard_remote:
             from swiniqa.storage import copy_dir
 
-            copy_dir(lc["tensorboard"], lc["tensorboard_remote"])
-    progress = lc.get("progress")
+            copy_dir(inp.tensorboard, inp.tensorboard_remote)
+    progress = inp.progress
     if progress is not None and run.session.rank == 0:
         try:
             progress.put_nowait(metrics)
@@ -355,12 +419,12 @@ def final_test(run: Run, state: RunState, epochs_run: int, stopped_early: bool) 
     return final
 
 
-def train_worker(loop_config: dict[str, Any], session: Optional[Session] = None) -> dict[str, Any]:
+def train_worker(inp: WorkerInput, session: Optional[Session] = None) -> dict[str, Any]:
     """Train one configuration on this worker.
 
     Args:
-        loop_config: built by :func:`swiniqa.training.trainer.loop_config` (config, splits, label stats,
-            TensorBoard folders, progress queue, fit id).
+        inp: built by :func:`swiniqa.training.trainer.worker_input` (config, splits, label stats,
+            TensorBoard folders, progress queue, fit id, dataset fingerprint).
         session: where the loop runs (default: inside Ray Train).
 
     Returns:
@@ -371,14 +435,13 @@ def train_worker(loop_config: dict[str, Any], session: Optional[Session] = None)
         TrainingError: the training loss became non-finite.
     """
     session = session or RaySession()
-    run = setup(loop_config, session)
+    run = setup(inp, session)
     state = restore_state(run)
     writer = _open_writer(run, state.start_epoch)
     stopped_early = False
     epoch = state.start_epoch - 1
     for epoch in range(state.start_epoch, run.cfg.epochs):
-        if run.cfg.inject_failure_at_epoch == epoch + 1 and session.under_ray and session.rank == 0:
-            _inject_failure(loop_config.get("fit_id", ""))
+        session.before_epoch(epoch)
         t0 = time.perf_counter()
         train_loss, n_seen, train_time = train_one_epoch(run, epoch)
         if end_of_epoch(run, state, epoch, train_loss, n_seen, t0, train_time, writer):
@@ -388,20 +451,6 @@ def train_worker(loop_config: dict[str, Any], session: Optional[Session] = None)
     if writer is not None:
         writer.close()
     return final
-
-
-def _inject_failure(fit_id: str) -> None:
-    """Testing aid (``--inject-failure-at-epoch``): SIGKILL this worker once per run, as the OOM killer
-    or a preemption would. The marker (same node) makes the restarted attempt carry on; the pause lets
-    Ray Train's controller, which polls workers every 2 s, register the checkpoint reported just before."""
-    marker = os.path.join(tempfile.gettempdir(), f"swiniqa-injected-{fit_id}")
-    if os.path.exists(marker):
-        return
-    open(marker, "w").close()
-    time.sleep(5.0)
-    os.kill(os.getpid(), signal.SIGKILL)
-
-
 def __getattr__(name: str) -> Any:
     """``train_in_process`` moved to :mod:`swiniqa.training.local` (kept importable from here)."""
     if name == "train_in_process":

@@ -37,6 +37,9 @@ class Session:
     def latest_checkpoint(self) -> Optional[str]:
         return None
 
+    def before_epoch(self, epoch: int) -> None:
+        """Called by the loop at the start of each (0-based) epoch; nothing by default."""
+
     def report(self, metrics: dict[str, Any], write: Optional[Callable[[str], None]]) -> None:
         """Report metrics; ``write(dir)`` fills a checkpoint folder (called on rank 0 only)."""
         raise NotImplementedError
@@ -67,9 +70,10 @@ class LocalSession(Session):
 class RaySession(Session):
     under_ray = True
 
-    def __init__(self):
+    def __init__(self, inject_failure_at_epoch: int = 0, fit_id: str = ""):
         import ray.train
 
+        self._inject_at, self._fit_id = inject_failure_at_epoch, fit_id
         ctx = ray.train.get_context()
         self.rank = ctx.get_world_rank()
         self.world = ctx.get_world_size()
@@ -85,6 +89,23 @@ class RaySession(Session):
         if fs_path and os.path.isdir(fs_path):
             return fs_path
         return ck.to_directory(tempfile.mkdtemp(prefix="swiniqa-resume-"))
+
+    def before_epoch(self, epoch: int) -> None:
+        """Testing aid (``--inject-failure-at-epoch N``): SIGKILL rank 0 once per run at the start of
+        (1-based) epoch N, as the OOM killer or a preemption would. The marker (same node) makes the
+        restarted attempt carry on; the pause lets Ray Train's controller, which polls workers every 2 s,
+        register the checkpoint reported just before."""
+        if not self._inject_at or self._inject_at != epoch + 1 or self.rank != 0:
+            return
+        import signal
+        import time
+
+        marker = os.path.join(tempfile.gettempdir(), f"swiniqa-injected-{self._fit_id}")
+        if os.path.exists(marker):
+            return
+        open(marker, "w").close()
+        time.sleep(5.0)
+        os.kill(os.getpid(), signal.SIGKILL)
 
     def report(self, metrics, write):
         import ray.train

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable, Iterator, Optional, Union
 
-from swiniqa.data.records import DatasetInfo, Record, register_reader
+from swiniqa.data.records import DatasetInfo, Record, note_label_file, register_reader
 from swiniqa.errors import DataError
 from swiniqa.parsing import parse_bool
 
@@ -43,6 +43,8 @@ def require_file(path: Path, dataset: str, what: str) -> Path:
     """``path`` if it is a file, else a DataError naming it."""
     if not path.is_file():
         raise DataError(f"{dataset} {what} not found: {path}; point the data root at the unpacked release")
+    if what.startswith("label"):
+        note_label_file(path)
     return path
 
 
@@ -127,6 +129,7 @@ class NameChecker:
 
 def read_table(path: Path) -> tuple[list[str], Iterator[tuple[int, list[str]]]]:
     """(header, rows) of a CSV/TSV; rows are (line number, cells). Handles BOM, CRLF, quotes."""
+    note_label_file(path)
     text = None
     for enc in ("utf-8-sig", "latin-1"):
         try:

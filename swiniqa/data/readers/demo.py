@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Optional
 
 from swiniqa.data.demo import write_demo
-from swiniqa.data.records import DatasetInfo, Record, register_reader
+from swiniqa.data.records import DatasetInfo, Record, note_label_file, register_reader
 from swiniqa.errors import DataError
 
 
@@ -17,6 +17,7 @@ def read_demo(root: Optional[str] = None, **_: object) -> DatasetInfo:
     labels = base / "labels.csv"
     if not labels.is_file():
         raise DataError(f"demo labels not found: {labels}; run `swiniqa data demo --out {base}` first")
+    note_label_file(labels)
     with open(labels, newline="") as f:
         records = [Record(str((base / "images" / r["image"]).resolve()), float(r["mos"]), r["source"])
                    for r in csv.DictReader(f)]

@@ -16,7 +16,7 @@ import numpy as np
 
 from swiniqa.data.readers.csv_reader import (NameChecker, RowProblems, case_resolver, dataset_root, find_dir,
                                              require_file)
-from swiniqa.data.records import DatasetInfo, Record, register_reader
+from swiniqa.data.records import DatasetInfo, Record, note_label_file, register_reader
 from swiniqa.errors import DataError
 
 NAMES = ("Data", "AllImages_release.mat", "AllImages_release")
@@ -27,6 +27,7 @@ TRAINING_ENTRIES = 7
 def _load_var(base: Path, spec: tuple[str, str, str]):
     folder, fname, var = spec
     path = require_file(base / folder / fname, "LIVE-C", "label file")
+    note_label_file(path)
     try:
         from scipy.io import loadmat
 
