@@ -2,23 +2,60 @@
 
 This module only parses arguments and calls library functions. Every user error ends in one line on
 stderr and the documented exit code (0 ok, 1 data problems found, 2 usage or user error, 3 training
-failed, 130 interrupted); ``--debug`` shows tracebacks.
+failed, 130 interrupted by Ctrl-C, 143 stopped by SIGTERM); ``--debug`` shows tracebacks. With ``--json``
+the last stdout line is a JSON object on every outcome: the result, or ``{"error": ..., "exit_code": N}``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import signal
 import sys
+import threading
 from typing import Any, Callable, Optional
 
 from swiniqa import cli_common as cc
 from swiniqa.cli_common import config_from_args, emit  # noqa: F401  (public names kept for callers)
-from swiniqa.errors import SwiniqaError
+from swiniqa.errors import SwiniqaError, Terminated, did_you_mean
 
 DESCRIPTION = ("swiniqa: train, study and evaluate SMART-IQA (HyperIQA head on a Swin backbone), a blind "
                "image-quality model, from a laptop CPU to a Ray GPU cluster.")
-EPILOG = "exit codes: 0 ok, 1 data problems found, 2 usage or user error, 3 training failed, 130 interrupted"
+EPILOG = ("exit codes: 0 ok, 1 data problems found, 2 usage or user error, 3 training failed, 130 interrupted "
+          "(Ctrl-C), 143 stopped (SIGTERM)")
+
+#: Set by :func:`main` when ``--json`` is on the command line: failures then also print a JSON object.
+_JSON_ERRORS = False
+
+
+def _fail(message: str, code: int, kind: str = "error: ") -> int:
+    """One ``swiniqa: error: ...`` line on stderr and, under ``--json``, ``{"error", "exit_code"}`` as the last
+    stdout line (so a script reading the last line gets an object on every outcome); returns ``code``."""
+    print(f"swiniqa: {kind}{message}", file=sys.stderr, flush=True)
+    if _JSON_ERRORS:
+        print(json.dumps({"error": message, "exit_code": code}), flush=True)
+    return code
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with a "did you mean" for a mistyped choice (a verb, a study, ``--mode``) and, under ``--json``,
+    the error object on stdout for a usage error too. Sub-parsers inherit the class."""
+
+    def _check_value(self, action, value):
+        if action.choices is not None and value not in action.choices:
+            hint = did_you_mean(value, action.choices)
+            raise argparse.ArgumentError(action, f"invalid choice: {value!r}; {hint + ' ' if hint else ''}choose "
+                                                 f"from {', '.join(map(str, action.choices))}")
+
+    def error(self, message: str):
+        self.print_usage(sys.stderr)
+        _fail(message, 2)
+        self.exit(2)
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise Terminated()
 
 
 # --------------------------------------------------------------------------------------------- verbs
@@ -57,6 +94,7 @@ def cmd_data_demo(args: argparse.Namespace) -> int:
     from swiniqa.data.demo import write_demo
     from swiniqa.data.records import read_dataset
 
+    cc.check_output_dir(args.out, "--out")
     root = write_demo(args.out, progress=not (args.quiet or args.json))
     info = read_dataset("demo", str(root))
     emit({"root": str(root), "images": len(info.records), "groups": len({r.group for r in info.records})},
@@ -112,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The whole ``swiniqa`` parser (built-in verbs plus those registered by other modules)."""
     from swiniqa import __version__
 
-    parser = argparse.ArgumentParser(prog="swiniqa", description=DESCRIPTION, epilog=EPILOG)
+    parser = _Parser(prog="swiniqa", description=DESCRIPTION, epilog=EPILOG)
     parser.add_argument("--version", action="version", version=f"swiniqa {__version__}")
     cc.add_global_flags(parser, root=True)
     sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
@@ -173,9 +211,28 @@ def _add_globals_everywhere(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    """Run ``swiniqa`` with ``argv``; returns the exit code."""
+    """Run ``swiniqa`` with ``argv``; returns the exit code.
+
+    SIGTERM stops a verb as Ctrl-C does (cleanup runs, Ray is shut down at exit), with exit code 143.
+    """
+    global _JSON_ERRORS
+    argv = sys.argv[1:] if argv is None else list(argv)
+    _JSON_ERRORS = "--json" in argv[:argv.index("--")] if "--" in argv else "--json" in argv
+    on_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _raise_terminated) if on_main else None
+    try:
+        return _run(argv)
+    finally:
+        if on_main:
+            signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+
+
+def _run(argv: list[str]) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except Terminated:
+        return _fail("stopped (SIGTERM)", 143, kind="")
     cc.setup_logging(quiet=args.quiet, debug=args.debug)
     if args.debug:
         os.environ["SWINIQA_DEBUG"] = "1"
@@ -185,25 +242,28 @@ def main(argv: Optional[list[str]] = None) -> int:
     except SwiniqaError as e:
         if args.debug:
             raise
-        print(f"swiniqa: error: {e}", file=sys.stderr)
-        return e.exit_code
+        return _fail(str(e), e.exit_code)
+    except Terminated:
+        return _fail("stopped (SIGTERM)", 143, kind="")
     except KeyboardInterrupt:
-        print("swiniqa: interrupted", file=sys.stderr)
-        return 130
+        return _fail("interrupted", 130, kind="")
     except OSError as e:  # a file system refused (read-only, full, permission): the user's to fix
         if args.debug:
             raise
-        where = f" {e.filename}" if getattr(e, "filename", None) else ""
-        print(f"swiniqa: error: cannot write or read{where}: {e.strerror or e}; check the path, its permissions "
-              "and free space", file=sys.stderr)
-        return 2
+        return _fail(os_error_line(e), 2)
     except Exception as e:  # noqa: BLE001 - last line of defence: still one line
         if args.debug:
             raise
         msg = str(e).splitlines()[0] if str(e) else ""
-        print(f"swiniqa: internal error: {type(e).__name__}: {msg} (rerun with --debug for the traceback)",
-              file=sys.stderr)
-        return 1
+        return _fail(f"{type(e).__name__}: {msg} (rerun with --debug for the traceback)", 1,
+                     kind="internal error: ")
+
+
+def os_error_line(e: OSError) -> str:
+    """An OS error as one plain sentence: what went wrong, on which path, and the fix."""
+    from swiniqa.storage import os_error_text
+
+    return os_error_text(e)
 
 
 #: Verbs registered by other modules: functions ``(subparsers) -> None``.

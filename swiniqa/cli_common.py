@@ -224,36 +224,22 @@ def file_values(path: str, values: dict[str, Any]) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------- outputs
 def check_output_file(path: Optional[str], flag: str) -> Optional[str]:
     """Fail now, before any work, when ``path`` cannot be written as a file; returns it absolute.
+    (:func:`swiniqa.storage.check_output`: really writes a probe there, leaves nothing behind.)
 
     Raises:
-        ConfigError: the path is a folder, its folder is missing or not writable.
+        ConfigError: the path is a folder, a parent is a file, or it cannot be written (named, with the fix).
     """
-    if not path:
-        return path
-    p = absolute_path(path)
-    if os.path.isdir(p):
-        raise ConfigError(f"{flag} {path} is a folder; give a file name")
-    if os.path.exists(p) and not os.access(p, os.W_OK):
-        raise ConfigError(f"{flag} {path}: not writable; pick a writable path")
-    check_output_dir(os.path.dirname(p), flag)
-    return p
+    from swiniqa.storage import check_output
+
+    return check_output(path, flag)
 
 
 def check_output_dir(path: Optional[str], flag: str) -> Optional[str]:
-    """Fail now when ``path`` cannot be a writable folder (created later); returns it absolute."""
-    if not path or "://" in str(path):
-        return path
-    p = absolute_path(path)
-    if os.path.exists(p) and not os.path.isdir(p):
-        raise ConfigError(f"{flag} {path} is a file; give a folder")
-    probe = p
-    while not os.path.exists(probe):
-        probe = os.path.dirname(probe)
-    if not os.path.isdir(probe):
-        raise ConfigError(f"{flag} {path}: {probe} is a file, not a folder; pick another path")
-    if not os.access(probe, os.W_OK):
-        raise ConfigError(f"{flag} {path}: {probe} is not writable; pick a writable folder")
-    return p
+    """Fail now when ``path`` cannot be a writable folder (created later); returns it absolute.
+    (:func:`swiniqa.storage.check_output` with ``folder=True``.)"""
+    from swiniqa.storage import check_output
+
+    return check_output(path, flag, folder=True)
 
 
 __all__ = ["emit", "jsonable", "note", "setup_logging", "add_global_flags", "add_config_args", "add_dataset_args",

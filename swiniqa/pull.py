@@ -51,7 +51,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from swiniqa.errors import SwiniqaError
+from swiniqa.errors import SwiniqaError, did_you_mean
 from swiniqa.storage import filesystem, is_remote
 from swiniqa.layout import CONFIG, METRICS, WEIGHTS
 
@@ -438,6 +438,7 @@ def _rank(cands: list[_Candidate], metric: str, mode: str, source: str) -> list[
     if not any(c.has_metric for c in cands):
         keys = sorted({k for c in cands for k in c.metrics_keys})
         raise SwiniqaError(f"metric '{metric}' is recorded for none of the {len(cands)} checkpoints under {shown}; "
+                           f"{did_you_mean(metric, keys) + ' ' if did_you_mean(metric, keys) else ''}"
                            f"pick one with --metric ({', '.join(keys[:20]) or 'no metrics recorded'})")
     ranked = [c for c in cands if c.value is not None]
     if not ranked:
@@ -506,7 +507,9 @@ def _dest_folder(dest: str, force: bool) -> str:
     if os.path.isdir(dest_path) and os.listdir(dest_path) and not force:
         raise SwiniqaError(f"--dest {dest_path} exists and is not empty; give an empty/new folder or pass --force "
                            "to replace earlier pulls in it")
-    return dest_path
+    from swiniqa.storage import check_output
+
+    return check_output(dest_path, "--dest", folder=True)  # writable, proven now; leaves nothing behind
 
 
 def pull(source: str, dest: str, metric: str = "val_srcc", mode: str = "max", top: int = 1,

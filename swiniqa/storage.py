@@ -11,11 +11,13 @@ lists and copies files wherever they live (experiments, reports, pulled checkpoi
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
 import os
 import re
+import shutil
 from typing import Any, Callable, Optional
 
 from swiniqa.errors import DataError, SwiniqaError
@@ -71,7 +73,7 @@ def write_atomic(path: str, write: Callable[[str], None]) -> None:
         write(tmp)
         os.replace(tmp, path)
     except OSError as e:
-        raise DataError(f"cannot write {path}: {e.strerror or e}; pick a writable path") from None
+        raise DataError(f"cannot write {path}: {os_error_text(e, path)}") from None
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -86,6 +88,91 @@ def write_bytes(uri: str, data: bytes) -> None:
             f.write(data)
     except Exception as e:  # noqa: BLE001
         raise SwiniqaError(f"cannot write {uri}: {str(e).splitlines()[0]}") from None
+
+
+def check_output(path: Optional[str], flag: str, folder: bool = False) -> Optional[str]:
+    """Prove now, before any work starts, that the output ``path`` (a file, or with ``folder`` a folder) can be
+    written; returns it absolute (``s3://``/``gs://`` URIs unchanged).
+
+    The check really writes: it creates the missing parent folders and a hidden probe file where the output
+    will go, then removes the probe *and every folder it created*, so a refused path, or a command that fails
+    later, leaves no trace of the check. The command creates its folders again when it writes. Every verb's
+    output flag (``--output``, ``--out``, ``--predictions``, ``--dest``, ...) goes through here.
+
+    Raises:
+        ConfigError: one line naming ``flag``, the path, the real problem (a file where a folder is needed, no
+            permission, a read-only or full file system, a folder where a file is expected) and the fix.
+    """
+    from swiniqa.errors import ConfigError
+
+    if not path:
+        return path
+    if "://" in str(path):
+        if folder and is_remote(str(path)):
+            ensure_writable(str(path))
+        return path
+    p = os.path.abspath(os.path.expanduser(str(path)))
+    if folder and os.path.lexists(p) and not os.path.isdir(p):
+        raise ConfigError(f"{flag} {path} is a file; give a folder")
+    if not folder and os.path.isdir(p):
+        raise ConfigError(f"{flag} {path} is a folder; give a file name")
+    where = p if folder else os.path.dirname(p)
+    blocker = _file_ancestor(where)
+    if blocker:
+        raise ConfigError(f"{flag} {path}: {blocker} is a file, not a folder; pick another path or move the file")
+    created: list[str] = []
+    d = where
+    while not os.path.lexists(d):
+        created.insert(0, d)
+        d = os.path.dirname(d)
+    try:
+        for d in created:
+            os.mkdir(d)
+        probe = os.path.join(where, f".{os.path.basename(p)}.swiniqa-probe-{os.getpid()}")
+        with open(probe, "x"):
+            pass
+        os.remove(probe)
+        if not folder and os.path.exists(p) and not os.access(p, os.W_OK):
+            raise PermissionError(13, "Permission denied", p)
+    except OSError as e:
+        import errno
+
+        if e.filename != p and e.filename not in created:  # the probe: name the folder, not the probe file
+            why = (f"{where} does not accept new files ({e.strerror}); pick another path" if e.errno == errno.ENOENT
+                   else os_error_text(e, where))
+        else:
+            why = os_error_text(e, e.filename)
+        raise ConfigError(f"{flag} {path}: {why}") from None
+    finally:
+        for d in reversed(created):
+            try:
+                os.rmdir(d)
+            except OSError:
+                pass
+    return p
+
+
+@contextlib.contextmanager
+def created_parents(path: str):
+    """Create ``path``'s missing parent folders for the block; if the block fails, remove ``path`` and the folders
+    it created (a failed command leaves the file system as it found it)."""
+    p = os.path.abspath(path)
+    created: list[str] = []
+    d = os.path.dirname(p)
+    while not os.path.lexists(d):
+        created.insert(0, d)
+        d = os.path.dirname(d)
+    existed = os.path.lexists(p)
+    try:
+        for d in created:
+            os.mkdir(d)
+        yield p
+    except BaseException:
+        if not existed and os.path.isfile(p):
+            os.unlink(p)
+        if created:
+            shutil.rmtree(created[0], ignore_errors=True)
+        raise
 
 
 def ensure_writable(uri: str) -> str:
@@ -105,8 +192,50 @@ def ensure_writable(uri: str) -> str:
             f.write("ok")
         os.remove(probe)
     except OSError as e:
-        raise SwiniqaError(f"output folder {path} is not writable ({e.strerror}); pick another with --output") from None
+        raise SwiniqaError(f"output folder {path} is not writable: {os_error_text(e, e.filename or path)}; pick "
+                           "another with --output") from None
     return path
+
+
+def _file_ancestor(path: str) -> Optional[str]:
+    """The nearest existing ancestor of ``path`` (itself included) that is not a folder, or None."""
+    p = os.path.abspath(path)
+    while True:
+        if os.path.lexists(p):
+            return None if os.path.isdir(p) else p
+        parent = os.path.dirname(p)
+        if parent == p:
+            return None
+        p = parent
+
+
+def os_error_text(e: OSError, path: Optional[str] = None) -> str:
+    """An OS error on ``path`` (or the error's own file name) as one plain sentence: the real problem and the fix.
+
+    ``EEXIST``/``ENOTDIR`` from creating a folder mean a *file* sits where a folder is needed; the sentence names
+    that file instead of repeating "File exists"."""
+    import errno
+
+    where = path or e.filename or "the path"
+    code = e.errno
+    if code in (errno.EEXIST, errno.ENOTDIR):
+        blocker = _file_ancestor(str(where)) or (str(e.filename) if e.filename and os.path.isfile(e.filename)
+                                                 else None)
+        if blocker and blocker != os.path.abspath(str(where)):
+            return f"{blocker} is a file, so {where} cannot be created under it; pick another path or move the file"
+        if blocker:
+            return f"{where} is a file where a folder is needed; pick another path or move the file"
+    if code in (errno.EACCES, errno.EPERM):
+        return f"no permission to write {where}; pick a writable path or change its permissions"
+    if code == errno.EROFS:
+        return f"{where} is on a read-only file system; pick a path on a writable one"
+    if code in (errno.ENOSPC, getattr(errno, "EDQUOT", -1)):
+        return f"no space left on the device of {where}; free some space or pick another path"
+    if code == errno.EISDIR:
+        return f"{where} is a folder; give a file name"
+    if code == errno.ENOENT:
+        return f"{where} does not exist and cannot be created there; check the path"
+    return f"cannot write or read {where} ({e.strerror or e}); check the path, its permissions and free space"
 
 
 def with_scheme(path: str, like: str) -> str:

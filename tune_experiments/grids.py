@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Optional
 
 from swiniqa.config import CPU_STAND_INS, TrainConfig
-from swiniqa.errors import ConfigError
+from swiniqa.errors import ConfigError, did_you_mean
 
 #: The model of the lr/size/augment grids: Swin + multi-scale + attention ("full model", E6).
 FULL_MODEL = {"backbone": "swin", "multiscale": True, "attention": True}
@@ -105,7 +105,8 @@ STUDIES: dict[str, Study] = {s.name: s for s in (LR_STUDY, SIZE_STUDY, ABLATION_
 
 def get_study(name: str) -> Study:
     if name not in STUDIES:
-        raise ConfigError(f"unknown study '{name}'; choose one of {', '.join(STUDIES)}")
+        hint = did_you_mean(name, STUDIES)
+        raise ConfigError(f"unknown study '{name}'; {hint + ' ' if hint else ''}choose one of {', '.join(STUDIES)}")
     return STUDIES[name]
 
 

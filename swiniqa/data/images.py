@@ -131,7 +131,7 @@ def decode_image(path: str, resize: Optional[tuple[int, int]] = None, resize_sho
     except Exception as e:  # noqa: BLE001 - PIL raises many types for broken files
         msg = str(e).splitlines()[0] if str(e) else ""
         if "truncated" in msg or "incomplete" in msg.lower():
-            why = f"truncated file ({msg})"
+            why = "truncated: the image data ends before the picture does; copy or upload the whole file again"
         else:
             why = f"{type(e).__name__}: {msg}" if msg else type(e).__name__
         raise image_error(path, why) from None

@@ -31,7 +31,7 @@ import torch
 
 from swiniqa.config import TrainConfig
 from swiniqa.data.records import canonical_name as _canonical, display_table
-from swiniqa.errors import DataError
+from swiniqa.errors import DataError, did_you_mean
 from swiniqa.evaluation.evaluate import EVAL_PREPROCESSING, _precheck_files, evaluate_dataset, write_predictions
 
 #: Suites: datasets that must have a root, and datasets evaluated when the roots name them.
@@ -104,7 +104,9 @@ def suite_datasets(roots: dict[str, dict[str, Any]], suite: str, source: str = "
             raise DataError(f"{source} names no dataset; add lines like `spaq: /data/SPAQ`")
         return list(roots)
     if suite not in SUITES:
-        raise DataError(f"unknown suite '{suite}'; choose one of {', '.join([*SUITES, 'all'])}")
+        hint = did_you_mean(suite, [*SUITES, "all"])
+        raise DataError(f"unknown suite '{suite}'; {hint + ' ' if hint else ''}choose one of "
+                        f"{', '.join([*SUITES, 'all'])}")
     spec = SUITES[suite]
     missing = [d for d in spec["required"] if d not in roots]
     if missing:

@@ -29,7 +29,13 @@ def cmd_export(args: argparse.Namespace) -> int:
     from swiniqa.serving.export import export_onnx
 
     if args.format != "onnx":
-        raise ConfigError(f"--format {args.format}: only onnx is supported")
+        from swiniqa.errors import did_you_mean
+
+        hint = did_you_mean(args.format, ["onnx"], cutoff=0.5)
+        raise ConfigError(f"--format {args.format}: only onnx is supported{' (' + hint + ')' if hint else ''}")
+    from swiniqa.storage import check_output
+
+    check_output(args.out, "--out")  # before fetching a remote checkpoint
     res = export_onnx(_checkpoint(args.checkpoint), args.out, opset=args.opset, verify_images=args.verify or None)
     emit(res, _flag(args, "json"), lambda s: (f"wrote {s['onnx']} ({s['bytes'] / 1e6:.1f} MB, opset {s['opset']}); "
                                     f"onnxruntime vs torch: max |diff| {s['max_abs_diff']:.2g} on {s['verified_on']}"))

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from swiniqa.errors import CheckpointError, DataError
-from swiniqa.storage import write_atomic
+from swiniqa.storage import check_output, created_parents, write_atomic
 
 log = logging.getLogger("swiniqa.serving.export")
 
@@ -140,18 +140,19 @@ def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike, opset: in
     out = os.fspath(out)
     if not out.lower().endswith(".onnx"):
         raise DataError(f"--out {out}: the file name must end in .onnx")
+    check_output(out, "--out")  # before minutes of export: proven writable, nothing left behind
     t0 = time.monotonic()
     model, cfg = load_model(checkpoint, device="cpu")
     spec = crop_spec(cfg)
     crops, what = _verification_crops(spec, verify_images)
-    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     example = torch.from_numpy(np.ascontiguousarray(synthetic_crops(2, spec.patch_size))).permute(0, 3, 1, 2)
     log.info("exporting %s to %s (opset %d)", checkpoint, out, opset)
-    _write_graph(model, example, out, opset, cfg.to_dict())
-    diff = verify_onnx(out, model, crops)
-    if not diff <= tolerance:
-        raise CheckpointError(f"exported {out} disagrees with torch by {diff:.3g} (> {tolerance:g}) on {what}; "
-                              "report this with the checkpoint's config")
+    with created_parents(out):  # a failed export removes the file and the folders it created
+        _write_graph(model, example, out, opset, cfg.to_dict())
+        diff = verify_onnx(out, model, crops)
+        if not diff <= tolerance:
+            raise CheckpointError(f"exported {out} disagrees with torch by {diff:.3g} (> {tolerance:g}) on {what}; "
+                                  "report this with the checkpoint's config")
     return {"onnx": out, "checkpoint": str(checkpoint), "opset": opset, "patch_size": spec.patch_size,
             "bytes": os.path.getsize(out), "max_abs_diff": diff, "verified_on": what,
             "seconds": round(time.monotonic() - t0, 2)}

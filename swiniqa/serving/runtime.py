@@ -94,7 +94,8 @@ def bytes_crops(data: bytes, spec: CropSpec, name: str = "upload") -> np.ndarray
             return image_crops(tmp, spec)
         except DataError as e:
             why = getattr(e, "why", None) or str(e)
-            err = DataError(f"cannot decode image {name}: {why}")
+            what = name if name.startswith("the ") else f"image {name}"  # "the upload" reads as it is
+            err = DataError(f"cannot decode {what}: {why}")
             err.path, err.why = name, why  # type: ignore[attr-defined]
             raise err from None
     finally:

@@ -88,9 +88,14 @@ def _read_list_file(path: str) -> list[str]:
     return out
 
 
-def collect_inputs(inputs: Sequence[str], recursive: bool = False) -> tuple[list[str], list[dict[str, str]]]:
+def collect_inputs(inputs: Sequence[str], recursive: bool = False,
+                   order: Optional[list[str]] = None) -> tuple[list[str], list[dict[str, str]]]:
     """Expand folders, globs, list files (``.txt``/``.lst``/``.csv``) and ``s3://``/``gs://`` prefixes into
     image paths (input order, duplicates dropped).
+
+    Args:
+        order: when given, filled with every row's ``image`` in input order: the found paths *and* the
+            inputs that name nothing, each where it was listed (the output's row order).
 
     Returns:
         ``(paths, errors)``: errors are ``{"image": input, "why": reason}`` for inputs naming nothing.
@@ -103,30 +108,29 @@ def collect_inputs(inputs: Sequence[str], recursive: bool = False) -> tuple[list
     paths: list[str] = []
     errors: list[dict[str, str]] = []
     seen: set[str] = set()
+    order = order if order is not None else []
 
-    def add(found: list[str]) -> None:
+    def add(found: list[str], errs: Sequence[dict[str, str]] = ()) -> None:
         for p in found:
             key = p if is_remote(p) else os.path.normpath(os.path.abspath(p))
             if key not in seen:
                 seen.add(key)
                 paths.append(p)
+                order.append(p)
+        for e in errs:
+            errors.append(e)
+            order.append(e["image"])
 
     for raw in inputs:
         item = str(raw)
         if is_remote(item):
             found = _list_remote(item)
-            if not found:
-                errors.append({"image": item, "why": "no image object under this prefix"})
-            add(found)
+            add(found, [] if found else [{"image": item, "why": "no image object under this prefix"}])
         elif item.lower().endswith(LIST_SUFFIXES) and os.path.isfile(item):
-            listed = _read_list_file(item)
-            local, errs = collect_images([p for p in listed if not is_remote(p)], recursive=recursive)
-            add([p for p in listed if is_remote(p)] + local)
-            errors += errs
+            for entry in _read_list_file(item):  # one entry at a time: rows keep the list's order
+                add([entry]) if is_remote(entry) else add(*collect_images([entry], recursive=recursive))
         else:
-            found, errs = collect_images([item], recursive=recursive)
-            add(found)
-            errors += errs
+            add(*collect_images([item], recursive=recursive))
     return paths, errors
 
 
@@ -214,16 +218,14 @@ def plan_actors(resources: dict[str, float], actors: Optional[int] = None, gpus_
 
 # --------------------------------------------------------------------------------------------- output
 def _check_output(output: str) -> str:
+    """``output`` proven writable now (:func:`swiniqa.storage.check_output`, which leaves nothing behind); its
+    folder is created when the first rows are journalled."""
+    from swiniqa.storage import check_output
+
     out = os.fspath(output)
     if not out.lower().endswith(OUTPUT_SUFFIXES):
         raise DataError(f"--output {out}: give a .csv or .parquet file")
-    parent = os.path.dirname(os.path.abspath(out)) or "."
-    try:
-        os.makedirs(parent, exist_ok=True)
-    except OSError as e:
-        raise DataError(f"--output {out}: cannot create {parent} ({e.strerror or e})") from None
-    if not os.access(parent, os.W_OK):
-        raise DataError(f"--output {out}: {parent} is not writable; pick another path")
+    check_output(out, "--output")
     return out
 
 
@@ -262,7 +264,7 @@ class _Journal:
 
     def __init__(self, output: str):
         self.dir = f"{output}.parts"
-        os.makedirs(self.dir, exist_ok=True)
+        os.makedirs(self.dir, exist_ok=True)  # the output's folder too (checked writable before any work)
         self.n = len([f for f in os.listdir(self.dir) if f.endswith(".parquet")])
         self.buf: list[Any] = []
         self.rows, self.last = 0, time.monotonic()
@@ -345,7 +347,8 @@ def _stream(ds, output: str, total: int, progress: bool) -> list[Any]:
 
 
 def _merge(frames: list[Any], paths: list[str], input_errors: list[dict[str, str]]):
-    """One row per image: a scored row wins over a failed one, a later one over an earlier one; input order."""
+    """One row per image: a scored row wins over a failed one, a later one over an earlier one; input order
+    (``paths``: every row's image in input order, inputs naming nothing included)."""
     import pandas as pd
 
     errs = pd.DataFrame([{"image": e["image"], "score": np.nan, "error": e["why"]} for e in input_errors],
@@ -390,7 +393,8 @@ def score_collection(checkpoint: str | os.PathLike, inputs: Sequence[str], outpu
     from swiniqa.serving.runtime import crop_spec, load_scorer
 
     output = _check_output(output)
-    paths, input_errors = collect_inputs(inputs, recursive=recursive)
+    order: list[str] = []
+    paths, input_errors = collect_inputs(inputs, recursive=recursive, order=order)
     if not paths:
         listed = "; ".join(f"{e['image']}: {e['why']}" for e in input_errors[:5]) or "no inputs given"
         raise DataError(f"score: no image to score ({listed}); give image files, folders, patterns or lists")
@@ -403,7 +407,7 @@ def score_collection(checkpoint: str | os.PathLike, inputs: Sequence[str], outpu
     if todo:
         import ray
 
-        from swiniqa.training.trainer import ensure_ray
+        from swiniqa.ray_runtime import ensure_ray
 
         ensure_ray()
         plan = plan_actors(ray.cluster_resources(), actors, gpus_per_actor, cpus_per_actor)
@@ -412,7 +416,8 @@ def score_collection(checkpoint: str | os.PathLike, inputs: Sequence[str], outpu
         ds = _dataset(todo, spec, ray.put((model, cfg)), plan, max(1, batch_size // spec.patches))
         frames = _stream(ds, output, len(todo), progress)
     seconds = time.monotonic() - t0
-    df = _merge([prev, *frames], paths, input_errors)
+    df = _merge([prev, *frames], order, input_errors)
+    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
     write_output(df, output)
     shutil.rmtree(f"{output}.parts", ignore_errors=True)
     bad = df[df["score"].isna()]
