@@ -1,0 +1,184 @@
+"""Every number the README promises a user, checked against an independent computation (tests/oracles.py):
+per-image scores as the mean of the model's raw outputs on crops cut here, metrics from scipy directly,
+t-intervals from scipy.stats, the chosen checkpoint/trial by sorting the metrics here. No code under test
+computes an expected value. Nano models, a few images; the `score` test uses the session's Ray."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+import oracles  # noqa: E402
+from fixtures_datasets import make_image  # noqa: E402
+
+from swiniqa.config import TrainConfig  # noqa: E402
+from swiniqa.models import build_model  # noqa: E402
+
+PATCH = 64
+
+
+def _cfg(**kw) -> TrainConfig:
+    base = dict(model_size="nano", pretrained=False, patch_size=PATCH, resize=None, test_patches=4, dropout=0.0,
+                drop_path=0.0, dataset="csv", seed=3)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def _model(cfg: TrainConfig, seed: int = 0, shift: float = 50.0, scale: float = 20.0):
+    torch.manual_seed(seed)
+    m = build_model(cfg)
+    m.set_label_scale(shift, scale)
+    return m.eval()
+
+
+def _write_ckpt(d: Path, cfg: TrainConfig, seed: int = 0, val_srcc: float = 0.5) -> Path:
+    from swiniqa.training.checkpoint import write_checkpoint
+
+    return write_checkpoint(d, _model(cfg, seed).state_dict(), cfg, {"val_srcc": val_srcc, "epoch": 1})
+
+
+def _images(folder: Path, n: int, start: int = 0) -> list[str]:
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for i in range(n):
+        p = folder / f"img{start + i:02d}.png"
+        make_image(300 + start + i, 0.1 + 0.8 * i / max(1, n - 1), size=(150 + 10 * i, 110)).save(p)
+        out.append(str(p))
+    return out
+
+
+def _sensitive(model, paths, n, seed_of) -> None:
+    """The test can see the averaging: each image's crops differ by far more than the tolerance."""
+    fwd = oracles.torch_forward(model)
+    for i, p in enumerate(paths):
+        c = oracles.crop_outputs(fwd, oracles.decoded(p, PATCH), n, PATCH, seed_of(i, p))
+        assert c.max() - c.min() > 50 * oracles.ATOL, (p, c)
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Nano forward passes on a shared 2-core machine: one intra-op thread is ~10x faster than two fighting."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory) -> Path:
+    return _write_ckpt(tmp_path_factory.mktemp("oracle") / "checkpoint_epoch0001", _cfg())
+
+
+# ---------------------------------------------------------------------------------------------- predict
+@pytest.mark.core
+def test_predict_score_is_the_mean_of_the_images_distinct_crops(tmp_path, ckpt, capsys):
+    """README (eval/predict, score/serve): an image's score is the mean of `test_patches` distinct fixed crops,
+    seeded by the file's bytes; rows come in input order, an unreadable/missing input gets no score.
+    Library and CLI; several images' crops share a forward pass (batch 8 = 2 images of 4 crops)."""
+    from swiniqa.cli import main
+    from swiniqa.evaluation.predict import predict_images
+    from swiniqa.training.checkpoint import load_model
+
+    model, cfg = load_model(ckpt)
+    paths = _images(tmp_path / "in", 5)
+    broken = tmp_path / "in" / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n not an image")
+    inputs = [paths[3], str(broken), paths[0], paths[4], paths[1], paths[2]]
+    good = [p for p in inputs if p != str(broken)]
+    _sensitive(model, good, 4, lambda i, p: oracles.content_seed_by_hand(cfg.seed, p))
+    want = dict(zip(good, oracles.file_scores(model, good, 4, PATCH, cfg.seed)))
+
+    rows = predict_images(ckpt, inputs + [str(tmp_path / "missing.png")], batch_size=8, progress=False,
+                          device="cpu", threads=1)
+    assert [r["image"] for r in rows] == inputs + [str(tmp_path / "missing.png")]
+    for r in rows:
+        if r["image"] in want:
+            assert r["score"] == pytest.approx(want[r["image"]], abs=oracles.ATOL), r
+        else:
+            assert r["score"] is None and r["error"]
+
+    rc = main(["predict", "--checkpoint", str(ckpt), *inputs, "--json", "--quiet", "--batch-size", "4",
+               "--device", "cpu"])
+    s = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert rc == 1  # one unreadable file
+    assert [p["image"] for p in s["predictions"]] == good
+    np.testing.assert_allclose([p["score"] for p in s["predictions"]], [want[p] for p in good], atol=oracles.ATOL,
+                               rtol=0)
+
+
+# ---------------------------------------------------------------------------------------------- eval
+def _csv_dataset(root: Path, n: int) -> tuple[list[str], list[float]]:
+    paths = _images(root / "images", n)
+    mos = [round(10 + 80 * ((i * 7) % n) / n, 3) for i in range(n)]  # not monotone in the file order
+    with open(root / "labels.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["image", "mos"])
+        for p, m in zip(paths, mos):
+            w.writerow([os.path.basename(p), m])
+    return paths, mos
+
+
+@pytest.mark.core
+def test_eval_numbers_are_the_crop_means_and_scipys_metrics_of_the_best_checkpoint(tmp_path, capsys):
+    """README `eval`: every image's score is the mean of N distinct fixed crops; SRCC/PLCC/KRCC/RMSE of those
+    scores against the labels; a run folder means its best checkpoint by validation SRCC (here the second of
+    three, written with other weights than the others)."""
+    from swiniqa.cli import main
+
+    paths, mos = _csv_dataset(tmp_path / "data", 9)
+    cfg = _cfg()
+    run = tmp_path / "run"
+    for epoch, (seed, val) in enumerate([(1, 0.40), (2, 0.90), (3, 0.60)], start=1):
+        _write_ckpt(run / f"checkpoint_epoch{epoch:04d}", cfg, seed=seed, val_srcc=val)
+    best = max([(0.40, 1), (0.90, 2), (0.60, 3)])[1]  # by validation SRCC, sorted here
+    model = _model(cfg, seed=best)
+    _sensitive(model, paths, 4, lambda i, p: oracles.index_seed_by_hand(cfg.seed, i))
+    want = oracles.record_scores(model, paths, 4, PATCH, cfg.seed)
+    preds = tmp_path / "preds.csv"
+    rc = main(["eval", "--checkpoint", str(run), "--dataset", "csv", "--root", str(tmp_path / "data"),
+               "--predictions", str(preds), "--json", "--quiet", "--device", "cpu", "--batch-size", "8"])
+    s = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert rc == 0
+    with open(preds, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["image"] for r in rows] == [f"images/{os.path.basename(p)}" for p in paths]  # label-file order
+    assert [float(r["mos"]) for r in rows] == mos
+    np.testing.assert_allclose([float(r["pred"]) for r in rows], want, atol=oracles.ATOL, rtol=0)
+    ref = oracles.scipy_metrics(want, mos)
+    for k in ("srcc", "plcc", "krcc"):
+        assert s[k] == pytest.approx(ref[k], abs=1e-4), k
+    assert s["rmse"] == pytest.approx(ref["rmse"], abs=1e-3)
+    assert s["n_images"] == len(paths)
+
+
+@pytest.mark.core
+def test_validation_metrics_are_scipys_on_the_crop_means(tmp_path):
+    """The loop's per-epoch validation (and the final test): `evaluate_split` = scipy's SRCC/PLCC/KRCC of the
+    mean over each record's N distinct crops, seeded by the run seed and the record's position."""
+    from swiniqa.data.loader import ImageCache
+    from swiniqa.data.records import Record
+    from swiniqa.evaluation.inference import evaluate_split
+
+    cfg = _cfg(test_patches=3, batch_size=4, seed=11)
+    model = _model(cfg, seed=4)
+    paths = _images(tmp_path, 7)
+    mos = [float(v) for v in (30, 70, 10, 90, 50, 20, 60)]
+    records = [Record(p, m, str(i)) for i, (p, m) in enumerate(zip(paths, mos))]
+    _sensitive(model, paths, 3, lambda i, p: oracles.index_seed_by_hand(cfg.seed, i))
+    want = oracles.record_scores(model, paths, 3, PATCH, cfg.seed)
+    metrics, pred = evaluate_split(model, records, cfg, ImageCache(None, None, PATCH, budget_bytes=0),
+                                   torch.device("cpu"))
+    np.testing.assert_allclose(pred, want, atol=oracles.ATOL, rtol=0)
+    ref = oracles.scipy_metrics(want, mos)
+    for k in ("srcc", "plcc", "krcc"):
+        assert metrics[k] == pytest.approx(ref[k], abs=1e-6), k
+    assert metrics["n_images"] == 7
