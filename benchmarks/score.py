@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> dict:
     from swiniqa.evaluation.predict import predict_images
     from swiniqa.serving.runtime import load_scorer
     from swiniqa.serving.score import score_collection
-    from swiniqa.training.trainer import ensure_ray
+    from swiniqa.ray_runtime import ensure_ray
 
     tmp = tempfile.mkdtemp(prefix="bench-score-")
     images = args.images or os.path.join(tmp, "images")

@@ -20,7 +20,7 @@ def ray_session():
 
     if not ray.is_initialized():
         # A free dashboard port: another Ray on this machine (a second test run, a user's sweep) may hold 8265.
-        from swiniqa.training.trainer import dashboard_port
+        from swiniqa.ray_runtime import dashboard_port
 
         ray.init(num_cpus=2, log_to_driver=False, dashboard_host="127.0.0.1", dashboard_port=dashboard_port(0),
                  logging_level="ERROR")

@@ -30,28 +30,28 @@ def test_worker_error_keeps_its_class_and_exit_code_through_ray():
     """A worker's DataError reaches the CLI as a DataError (exit 2), not as a TrainingError (exit 3)."""
     from ray.train import WorkerGroupError
 
-    from swiniqa.training.trainer import _worker_error
+    from swiniqa.ray_runtime import worker_error
 
     err = WorkerGroupError("rank 1 failed", {0: RuntimeError("peer gone"), 1: DataError("image a.png is broken")})
     err = pickle.loads(pickle.dumps(err))  # as it crosses from the controller to the driver
-    got = _worker_error(err)
+    got = worker_error(err)
     assert type(got) is DataError and got.exit_code == 2 and str(got) == "image a.png is broken"
-    got = _worker_error(WorkerGroupError("x", {0: CheckpointError("bad checkpoint")}), lost="node gone")
+    got = worker_error(WorkerGroupError("x", {0: CheckpointError("bad checkpoint")}), lost="node gone")
     assert type(got) is CheckpointError  # the worker's own error wins over a node-loss explanation
 
 
 def test_worker_error_fallbacks_lost_node_then_text():
     from ray.train import WorkerGroupError
 
-    from swiniqa.training.trainer import _worker_error
+    from swiniqa.ray_runtime import worker_error
 
     sys_err = WorkerGroupError("x", {0: RuntimeError("The actor abc is unavailable")})
-    got = _worker_error(sys_err, lost="lost node n1 (10.0.0.2) mid-run")
+    got = worker_error(sys_err, lost="lost node n1 (10.0.0.2) mid-run")
     assert type(got) is TrainingError and got.exit_code == 3 and str(got).startswith("lost node n1")
     # the text regex only when nothing typed came through (e.g. an exception from an older worker)
-    got = _worker_error(RuntimeError("...\nswiniqa.errors.DataError: labels.csv has no score column\n"))
+    got = worker_error(RuntimeError("...\nswiniqa.errors.DataError: labels.csv has no score column\n"))
     assert type(got) is DataError and str(got) == "labels.csv has no score column"
-    got = _worker_error(RuntimeError("boom\nsomething low-level"))
+    got = worker_error(RuntimeError("boom\nsomething low-level"))
     assert type(got) is TrainingError and "something low-level" in str(got)
 
 
@@ -65,7 +65,7 @@ def test_checkpoint_uri_keeps_its_scheme():
 
 
 def test_dashboard_port_moves_off_a_busy_one():
-    from swiniqa.training.trainer import dashboard_port
+    from swiniqa.ray_runtime import dashboard_port
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -196,7 +196,7 @@ def start_server(checkpoint: str, host: str = "127.0.0.1", port: int = 8000, **a
     """
     check_port(host, port)
     app = build_app(checkpoint, **app_options)
-    from swiniqa.training.trainer import ensure_ray
+    from swiniqa.ray_runtime import ensure_ray
 
     ensure_ray()
     serve.start(http_options={"host": host, "port": port}, logging_config={"log_level": "WARNING"})

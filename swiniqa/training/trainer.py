@@ -6,9 +6,7 @@ is checked here, before a single worker starts.
 
 from __future__ import annotations
 
-import logging
 import os
-import re
 import sys
 import threading
 import time
@@ -21,17 +19,13 @@ from swiniqa.config import TrainConfig
 from swiniqa.data.records import Record, read_config_dataset
 from swiniqa.data.staging import staged_for_workers
 from swiniqa.data.splits import split_dataset
-from swiniqa.errors import CheckpointError, ConfigError, DataError, SwiniqaError, TrainingError
+from swiniqa.errors import DataError, SwiniqaError
+# worker_error keeps its old private name here until run_training/summarize (being rewritten) call it by its own
+from swiniqa.ray_runtime import dead_nodes, driver_pinned_actor_options, ensure_ray, lost_node_line
+from swiniqa.ray_runtime import worker_error as _worker_error
 from swiniqa.resources import alive_node_resources, fitting_cpus_per_worker, require_resources
 from swiniqa.storage import ensure_writable, is_remote, with_scheme
 from swiniqa.training.session import CHECKPOINT_SCORE
-
-QUIET_ENV = {
-    "RAY_USAGE_STATS_ENABLED": "0",
-    "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0",
-    "RAY_DEDUP_LOGS": "1",
-    "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "0",
-}
 
 
 def prepare_splits(cfg: TrainConfig, check: bool = True, progress: bool = True) -> tuple[dict[str, list[Record]], dict]:
@@ -98,61 +92,6 @@ def loop_config(cfg: TrainConfig, splits=None, tensorboard: Optional[str] = None
     }
 
 
-def ensure_ray(num_cpus: Optional[int] = None) -> None:
-    """Connect to ``RAY_ADDRESS`` when set, else start a quiet local Ray (dashboard on, loopback only:
-    Tune's early stopping needs the state API to free stopped trials' workers)."""
-    import ray
-
-    if ray.is_initialized():
-        return
-    for k, v in QUIET_ENV.items():
-        os.environ.setdefault(k, v)
-    kwargs: dict[str, Any] = dict(log_to_driver=bool(os.environ.get("SWINIQA_RAY_LOGS")),
-                                  logging_level="ERROR", configure_logging=True)
-    if os.environ.get("RAY_ADDRESS"):
-        ray.init(address=os.environ["RAY_ADDRESS"], **kwargs)
-    else:
-        ray.init(num_cpus=num_cpus, dashboard_host="127.0.0.1", dashboard_port=dashboard_port(), **kwargs)
-    if not os.environ.get("SWINIQA_RAY_LOGS"):
-        _quiet_raylet_errors()
-
-
-def _quiet_raylet_errors() -> None:
-    """Send Ray's raylet error dumps (e.g. 20 lines of a lost node's log, printed on the driver's *stdout*)
-    to the debug log: a lost node is explained in one line by :func:`lost_node_line`, and ``--json`` keeps
-    stdout clean. ``--debug`` keeps Ray's own printing."""
-    import ray._private.worker as rw
-
-    original = getattr(rw, "print_to_stdstream", None)
-    if original is None or getattr(original, "_swiniqa_quiet", False):
-        return
-
-    def print_to_stdstream(data, ignore_prefix: bool):
-        if data.get("pid") == "raylet":
-            logging.getLogger("swiniqa.ray").debug("%s", "\n".join(data.get("lines", [])))
-            return
-        original(data, ignore_prefix)
-
-    print_to_stdstream._swiniqa_quiet = True  # type: ignore[attr-defined]
-    rw.print_to_stdstream = print_to_stdstream
-
-
-def dashboard_port(preferred: int = 8265) -> int:
-    """``preferred`` when free on 127.0.0.1, else a free port: a second local Ray on this machine (a
-    ``train`` while a ``tune`` runs, two users) would otherwise fail to bind its dashboard, and without
-    the dashboard the state API that Tune's early stopping relies on is gone."""
-    import socket
-
-    for port in (preferred, 0):
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return s.getsockname()[1]
-    return 0
-
-
 def cpus_per_worker(cfg: TrainConfig) -> float:
     """``cpus_per_worker`` when given; else for CPU training the cluster's CPUs split over the workers as
     far as they fit node by node (:func:`swiniqa.resources.fitting_cpus_per_worker`), for GPU training 4
@@ -172,92 +111,6 @@ def _progress_line(m: dict[str, Any], epochs: int) -> str:
             f"PLCC {m['val_plcc']:.4f}  best {m['best_val_srcc']:.4f}@{m['best_epoch']}  "
             f"{m['epoch_time_s']:.1f}s  {m['train_patches_per_s']:.0f} patches/s"
             + (f"  restarts {m['restarts']}" if m.get("restarts") else ""))
-
-
-def _typed_failure(e: BaseException) -> Optional[SwiniqaError]:
-    """The first worker's own :class:`SwiniqaError`, as raised (Ray 2.60 keeps it typed in
-    ``WorkerGroupError.worker_failures``; a ``ControllerError`` carries ``controller_failure``)."""
-    seen: set[int] = set()
-    todo: list[BaseException] = [e]
-    while todo:
-        x = todo.pop(0)
-        if x is None or id(x) in seen:
-            continue
-        seen.add(id(x))
-        if isinstance(x, SwiniqaError):
-            return x
-        failures = getattr(x, "worker_failures", None) or {}
-        todo.extend(failures[k] for k in sorted(failures))
-        todo.extend([getattr(x, "controller_failure", None), x.__cause__])
-    return None
-
-
-def _worker_error(e: BaseException, lost: Optional[str] = None) -> SwiniqaError:
-    """Turn a Ray Train failure into one line: a worker's own error keeps its class and exit code;
-    a lost node says which and how to resume (``lost``); else the text, matched as a fallback."""
-    typed = _typed_failure(e)
-    if typed is not None:
-        return typed
-    if lost:
-        return TrainingError(lost)
-    text = str(e)
-    m = re.findall(r"(?:swiniqa\.errors\.)?(TrainingError|DataError|ConfigError|CheckpointError): (.+)", text)
-    if m:
-        cls = {"DataError": DataError, "ConfigError": ConfigError, "CheckpointError": CheckpointError}
-        return cls.get(m[-1][0], TrainingError)(m[-1][1].strip())
-    last = [ln for ln in text.splitlines() if ln.strip()]
-    return TrainingError(f"training failed: {last[-1][:300] if last else type(e).__name__} "
-                         "(rerun with --debug for the worker traceback)")
-
-
-def driver_pinned_actor_options() -> dict[str, Any]:
-    """Options for a helper actor the driver keeps calling (the progress queue): 0 CPUs, on the driver's
-    own node. Unpinned, Ray may put it on a worker node; when that node is lost the driver's next call
-    fails and ends a run Train could have restarted. Ray pins its Train controller the same way."""
-    import ray
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-    node = ray.get_runtime_context().get_node_id()
-    return {"num_cpus": 0, "scheduling_strategy": NodeAffinitySchedulingStrategy(node, soft=False)}
-
-
-def dead_nodes() -> dict[str, str]:
-    """Node id -> address of every node that is dead or whose raylet no longer answers.
-
-    The cluster marks a vanished node dead only after its health checks time out (15 s or more), later
-    than Train reports the failure, so a raylet port that refuses or times out counts as lost too."""
-    import socket
-
-    import ray
-
-    try:
-        nodes = ray.nodes()
-    except Exception:  # noqa: BLE001 - only used to explain a failure
-        return {}
-    out = {}
-    for n in nodes:
-        addr = n.get("NodeManagerAddress", "?")
-        if not n.get("Alive"):
-            out[n["NodeID"]] = addr
-            continue
-        try:
-            socket.create_connection((addr, int(n["NodeManagerPort"])), timeout=3).close()
-        except (OSError, KeyError, ValueError, TypeError):
-            out[n["NodeID"]] = addr
-    return out
-
-
-def lost_node_line(before: dict[str, str], cfg: TrainConfig, name: str, output: str) -> Optional[str]:
-    """One line naming the node(s) lost since ``before`` and how to resume, or None if none was lost."""
-    lost = {k: v for k, v in dead_nodes().items() if k not in before}
-    if not lost:
-        return None
-    nodes = ", ".join(f"{k[:12]} ({v})" for k, v in sorted(lost.items()))
-    retry = (f"it had already restarted {cfg.max_failures} time(s) (--max-failures {cfg.max_failures})"
-             if cfg.max_failures else "--max-failures is 0")
-    return (f"lost node {nodes} mid-run and {retry}; resume from the last checkpoint with the same "
-            f"--name {name} --output {output}, and pass --max-failures 2 (or more) so a lost node only "
-            "restarts the workers on the nodes left")
 
 
 def tensorboard_dirs(location: str, name: str) -> tuple[str, Optional[str]]:
