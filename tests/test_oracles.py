@@ -182,3 +182,59 @@ def test_validation_metrics_are_scipys_on_the_crop_means(tmp_path):
     for k in ("srcc", "plcc", "krcc"):
         assert metrics[k] == pytest.approx(ref[k], abs=1e-6), k
     assert metrics["n_images"] == 7
+
+
+# ---------------------------------------------------------------------------------------------- pull
+def _ckpt_with(d: Path, value_seed: int, **metrics) -> str:
+    """A checkpoint folder whose weights are unique to it (so a wrong pick shows in the bytes)."""
+    from swiniqa.config import preset
+    from swiniqa.training.checkpoint import write_checkpoint
+
+    write_checkpoint(d, {"w": torch.full((4,), float(value_seed))}, preset("demo"), {"epoch": 1, **metrics})
+    return str(d)
+
+
+def _sha(p) -> str:
+    import hashlib
+
+    with open(p, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+@pytest.mark.core
+def test_pull_picks_what_sorting_the_recorded_metrics_picks(tmp_path):
+    """README `pull`: the best trial(s) by a recorded metric (`--metric`, `--mode`), best first; the copied
+    weights are the chosen checkpoint's. Expected order: the metrics sorted here."""
+    from swiniqa.pull import pull
+    from swiniqa.training.checkpoint import WEIGHTS
+
+    rng = np.random.default_rng(7)
+    srcc = rng.permutation(np.linspace(0.1, 0.9, 7)).round(4)
+    loss = rng.permutation(np.linspace(0.2, 1.4, 7)).round(4)
+    runs = tmp_path / "runs"
+    paths = [_ckpt_with(runs / f"r{i % 3}" / f"checkpoint_epoch{i + 1:04d}", i, val_srcc=float(srcc[i]),
+                        val_loss=float(loss[i])) for i in range(7)]
+    for metric, mode, values in (("val_srcc", "max", srcc), ("val_loss", "min", loss)):
+        order = sorted(range(7), key=lambda i: values[i], reverse=(mode == "max"))[:4]
+        res = pull(str(runs), str(tmp_path / f"out-{metric}"), metric=metric, mode=mode, top=4)
+        assert [c["source"] for c in res["checkpoints"]] == [paths[i] for i in order]
+        assert [c["value"] for c in res["checkpoints"]] == pytest.approx([float(values[i]) for i in order])
+        assert [c["rank"] for c in res["checkpoints"]] == [1, 2, 3, 4]
+        for c, i in zip(res["checkpoints"], order):
+            assert _sha(os.path.join(c["checkpoint"], WEIGHTS)) == _sha(os.path.join(paths[i], WEIGHTS))
+    assert res["srcc"] == pytest.approx(float(srcc[order[0]]))  # `srcc` of the best copy, whatever the metric
+
+    # An experiment: the trials' rows in results.json rank them (a trial's best, not its last epoch's metrics.json).
+    exp = tmp_path / "exp"
+    rows, best_of = [], {}
+    for t in range(5):
+        ck = _ckpt_with(exp / "train" / f"c{t}-seed0" / "checkpoint_epoch0002", 100 + t, val_srcc=0.0)
+        v = float(rng.uniform(0.2, 0.8))
+        best_of[ck] = v
+        rows.append({"trial_id": f"t{t}", "run": f"c{t}-seed0", "cell": f"c{t}", "seed": 0, "config": {},
+                     "val_srcc": v, "checkpoint": ck, "status": "completed", "best_epoch": 2})
+    (exp / "results.json").write_text(json.dumps(rows))
+    res = pull(str(exp), str(tmp_path / "out-exp"), top=3)
+    want = sorted(best_of, key=best_of.get, reverse=True)[:3]
+    assert [c["source"] for c in res["checkpoints"]] == want
+    assert res["srcc"] == pytest.approx(best_of[want[0]])
