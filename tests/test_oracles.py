@@ -41,7 +41,7 @@ def _model(cfg: TrainConfig, seed: int = 0, shift: float = 50.0, scale: float = 
 
 
 def _write_ckpt(d: Path, cfg: TrainConfig, seed: int = 0, val_srcc: float = 0.5) -> Path:
-    from swiniqa.training.checkpoint import write_checkpoint
+    from swiniqa.checkpoints import write_checkpoint
 
     return write_checkpoint(d, _model(cfg, seed).state_dict(), cfg, {"val_srcc": val_srcc, "epoch": 1})
 
@@ -86,7 +86,7 @@ def test_predict_score_is_the_mean_of_the_images_distinct_crops(tmp_path, ckpt, 
     Library and CLI; several images' crops share a forward pass (batch 8 = 2 images of 4 crops)."""
     from swiniqa.cli import main
     from swiniqa.evaluation.predict import predict_images
-    from swiniqa.training.checkpoint import load_model
+    from swiniqa.models.loading import load_model
 
     model, cfg = load_model(ckpt)
     paths = _images(tmp_path / "in", 5)
@@ -188,7 +188,7 @@ def test_validation_metrics_are_scipys_on_the_crop_means(tmp_path):
 def _ckpt_with(d: Path, value_seed: int, **metrics) -> str:
     """A checkpoint folder whose weights are unique to it (so a wrong pick shows in the bytes)."""
     from swiniqa.config import preset
-    from swiniqa.training.checkpoint import write_checkpoint
+    from swiniqa.checkpoints import write_checkpoint
 
     write_checkpoint(d, {"w": torch.full((4,), float(value_seed))}, preset("demo"), {"epoch": 1, **metrics})
     return str(d)
@@ -206,7 +206,7 @@ def test_pull_picks_what_sorting_the_recorded_metrics_picks(tmp_path):
     """README `pull`: the best trial(s) by a recorded metric (`--metric`, `--mode`), best first; the copied
     weights are the chosen checkpoint's. Expected order: the metrics sorted here."""
     from swiniqa.pull import pull
-    from swiniqa.training.checkpoint import WEIGHTS
+    from swiniqa.layout import WEIGHTS
 
     rng = np.random.default_rng(7)
     srcc = rng.permutation(np.linspace(0.1, 0.9, 7)).round(4)
@@ -238,3 +238,96 @@ def test_pull_picks_what_sorting_the_recorded_metrics_picks(tmp_path):
     want = sorted(best_of, key=best_of.get, reverse=True)[:3]
     assert [c["source"] for c in res["checkpoints"]] == want
     assert res["srcc"] == pytest.approx(best_of[want[0]])
+
+
+# ---------------------------------------------------------------------------------------------- tune / report
+def _t_interval(x):
+    """mean, sample std and the 95 % t-interval of the mean, from scipy.stats directly."""
+    from scipy import stats
+
+    x = np.asarray(x, np.float64)
+    lo, hi = stats.t.interval(0.95, len(x) - 1, loc=x.mean(), scale=stats.sem(x))
+    return x.mean(), x.std(ddof=1), lo, hi
+
+
+def _fake(tmp_path, values, study=None):
+    from test_aggregate import _fake_experiment  # the experiment folder as Tune leaves it (no Ray)
+
+    return _fake_experiment(tmp_path, values, study)
+
+
+@pytest.mark.core
+def test_report_table_rows_intervals_and_best_trial_against_scipy(tmp_path, capsys):
+    """README `tune`/`report`: `table_<study>.csv|md|tex` has a row per cell in the study's order with SRCC/PLCC
+    mean, std and 95 % t-interval over seeds; `--json` `best` is the trial with the highest validation SRCC."""
+    import pandas as pd
+
+    from swiniqa.cli import main
+    from tune_experiments.grids import STUDIES
+
+    rng = np.random.default_rng(3)
+    cells = ["lr0.005", "lr0.003", "lr0.001", "lr0.0005", "lr0.0001"]
+    values = {c: {s: (float(rng.uniform(0.3, 0.9)), float(rng.uniform(0.3, 0.9))) for s in range(3)} for c in cells}
+    exp = _fake(tmp_path, {c: values[c] for c in reversed(cells)}, STUDIES["lr"])  # written in reverse order
+    rc = main(["report", str(exp), "--json", "--no-plots"])
+    s = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert rc == 0
+    table = pd.read_csv(s["tables"]["csv"])
+    assert list(table["cell"]) == cells  # the study's order, not the folders'
+    md = open(s["tables"]["md"]).read()
+    tex = open(s["tables"]["tex"]).read()
+    for c in cells:
+        row = table.set_index("cell").loc[c]
+        for metric, pick in (("test_srcc", lambda v: v[1]), ("test_plcc", lambda v: v[1] + 0.01),
+                             ("val_srcc", lambda v: v[0])):
+            mean, std, lo, hi = _t_interval([pick(values[c][s_]) for s_ in range(3)])
+            got = [row[f"{metric}_{k}"] for k in ("mean", "std", "ci95_lo", "ci95_hi")]
+            assert got == pytest.approx([mean, std, lo, hi], rel=1e-5, abs=1e-6), (c, metric)
+        mean, std, lo, hi = _t_interval([values[c][s_][1] for s_ in range(3)])
+        assert f"{mean:.4f} ± {std:.4f} [{lo:.4f}, {hi:.4f}]" in md  # the Markdown cell of test SRCC
+        assert f"{mean:.4f} $\\pm$ {(hi - lo) / 2:.4f}" in tex
+    flat = [(v[0], c, s_) for c in cells for s_, v in values[c].items()]
+    val, cell, seed = max(flat)
+    assert (s["best"]["cell"], s["best"]["seed"]) == (cell, seed)
+    assert s["best"]["metrics"]["val_srcc"] == pytest.approx(val)
+    assert s["best"]["metrics"]["test_srcc"] == pytest.approx(values[cell][seed][1])
+
+
+@pytest.mark.core
+@pytest.mark.parametrize("seeds_on", ["paired", "welch"])
+def test_report_differences_and_verdicts_against_scipys_t_tests(tmp_path, seeds_on):
+    """README `report`: `differences_<study>.csv`: each step's difference with its 95 % CI, paired by seed when
+    the seeds match (scipy's ttest_rel), else Welch (scipy's ttest_ind, unequal variances); "within noise" when
+    the CI contains 0."""
+    import pandas as pd
+    from scipy import stats
+
+    from tune_experiments.aggregate import build_report
+
+    off = {0: (0.80, 0.900), 1: (0.81, 0.905), 2: (0.79, 0.898), 3: (0.80, 0.910)}
+    on_seeds = [0, 1, 2, 3] if seeds_on == "paired" else [4, 5, 6]
+    gain = [0.020, 0.024, 0.018, 0.025][:len(on_seeds)]  # a clear improvement in test SRCC
+    on = {s: (0.80 + 0.003 * i, off[i][1] + g) for i, (s, g) in enumerate(zip(on_seeds, gain))}
+    exp = _fake(tmp_path, {"jitter-off": off, "jitter-on": on})
+    s = build_report(str(exp), plots=False)
+    diffs = pd.read_csv(s["tables"]["diffs"])
+    d = diffs[diffs["metric"] == "test_srcc"].iloc[0]
+    a = np.array([off[k][1] for k in sorted(off)])
+    b = np.array([on[k][1] for k in sorted(on)])
+    if seeds_on == "paired":
+        t = stats.ttest_rel(b, a)
+        diff = float(np.mean(b - a))
+    else:
+        t = stats.ttest_ind(b, a, equal_var=False)
+        diff = float(b.mean() - a.mean())
+    ci = t.confidence_interval(0.95)
+    assert (d["from"], d["to"]) == ("jitter-off", "jitter-on")
+    assert [d["diff"], d["ci95_lo"], d["ci95_hi"]] == pytest.approx([diff, ci.low, ci.high], rel=1e-5)
+    assert d["verdict"] == ("within noise" if ci.low <= 0 <= ci.high else "higher")
+    v = diffs[diffs["metric"] == "val_srcc"].iloc[0]  # validation SRCC: no clear difference
+    va = np.array([off[k][0] for k in sorted(off)])
+    vb = np.array([on[k][0] for k in sorted(on)])
+    vt = stats.ttest_rel(vb, va) if seeds_on == "paired" else stats.ttest_ind(vb, va, equal_var=False)
+    vci = vt.confidence_interval(0.95)
+    assert [v["ci95_lo"], v["ci95_hi"]] == pytest.approx([vci.low, vci.high], rel=1e-5)
+    assert v["verdict"] == ("within noise" if vci.low <= 0 <= vci.high else "higher" if vci.low > 0 else "lower")
