@@ -6,8 +6,8 @@
         history.csv, curves.png, tensorboard/
     <experiment>/                       a ``swiniqa tune`` study
         study.json                      what was asked (written before the sweep)
-        train/<cell>-seed<k>/           each trial's run folder (as above) + final.json
-        results.json, posthoc_test.json one row per trial; test metrics of ASHA-stopped trials
+        train/<cell>-seed<k>/           each trial's run folder (as above) + trial.json, the trial's record
+        results.json                    one row per trial (built from the records)
         report/                         tables and figures
 """
 
@@ -29,9 +29,9 @@ DATASET_FINGERPRINT = "dataset.json"
 TRAIN_DIR = "train"
 STUDY_FILE = "study.json"
 RESULTS_FILE = "results.json"
-POSTHOC_FILE = "posthoc_test.json"
-#: The worker's final metrics, written by the trial next to its Train run (``train/<run>/final.json``).
-FINAL_FILE = "final.json"
+#: One trial's record (``train/<run>/trial.json``): status, per-epoch metrics, the worker's final metrics and
+#: the post-hoc test, written by the sweep's driver alone (``tune_experiments.trial.TrialRecorder``).
+TRIAL_FILE = "trial.json"
 REPORT_DIR = "report"
 
 
@@ -41,4 +41,4 @@ def checkpoint_dir_name(epoch: int) -> str:
 
 
 __all__ = ["WEIGHTS", "BEST_WEIGHTS", "CONFIG", "METRICS", "STATE", "MODEL", "MANIFEST", "ENVIRONMENT", "DATASET_FINGERPRINT", "TRAIN_DIR", "STUDY_FILE",
-           "RESULTS_FILE", "POSTHOC_FILE", "FINAL_FILE", "REPORT_DIR", "checkpoint_dir_name"]
+           "RESULTS_FILE", "TRIAL_FILE", "REPORT_DIR", "checkpoint_dir_name"]

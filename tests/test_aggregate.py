@@ -1,5 +1,5 @@
-"""Aggregation maths (hand-computed means / t-intervals / paired and Welch differences) and the
-report built from an experiment folder alone (synthetic Tune trial folders, no Ray)."""
+"""Aggregation maths (hand-computed means / t-intervals / paired and Welch differences), trial records, and
+the report built from an experiment folder alone (synthetic trial records as the driver writes them, no Ray)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,10 @@ import os
 
 import pytest
 
-from tune_experiments.aggregate import (build_report, cell_table, compare, load_experiment, mean_ci, trial_row)
+from tune_experiments.aggregate import build_report
+from tune_experiments.experiment import load_experiment, merge_result, new_record, trial_row
+from tune_experiments.stats import compare, mean_ci
+from tune_experiments.tables import cell_table
 
 T2 = 4.302652729911275  # t(0.975, df=2)
 T1 = 12.706204736174707  # t(0.975, df=1)
@@ -83,61 +86,64 @@ def _epoch(e, val, best, best_epoch, loss=1.0):
             "checkpoint_path": f"/x/checkpoint_epoch{e:04d}"}
 
 
+def _record(results, status="running", cell="c", seed=4, **extra):
+    """A trial record as the driver's TrialRecorder leaves it after these Tune results."""
+    rec = new_record(f"{cell}-seed{seed}", cell, seed)
+    for r in results:
+        merge_result(rec, r)
+    rec.update(status=status, trial_id="t1", **extra)
+    return rec
+
+
+_FINAL = {"final_report": True, "best_val_srcc": 0.7, "best_val_plcc": 0.69, "best_epoch": 2, "epochs_run": 3,
+          "stopped_early": True, "test_srcc": 0.65, "test_plcc": 0.66, "test_krcc": 0.5, "epoch": 3,
+          "val_srcc": 0.7, "trial_id": "t1", "time_total_s": 35.0}
+
+
 def test_trial_row_completed_early_stopped_and_failed(tmp_path):
     meta = {"base_config": {"lr": 1e-3, "seed": 0}, "cells": [{"name": "c", "label": "C", "overrides": {"lr": 2e-3}}]}
-    res = [_epoch(1, 0.5, 0.5, 1), _epoch(2, 0.7, 0.7, 2), _epoch(3, 0.6, 0.7, 2),
-           {"final_report": True, "best_val_srcc": 0.7, "best_val_plcc": 0.69, "best_epoch": 2, "epochs_run": 3,
-            "stopped_early": True, "test_srcc": 0.65, "test_plcc": 0.66, "test_krcc": 0.5, "epoch": 3,
-            "val_srcc": 0.7, "trial_id": "t1", "time_total_s": 35.0}]
-    row, curve = trial_row(str(tmp_path), meta, "c", 4, res, "TERMINATED", False, None)
+    res = [_epoch(1, 0.5, 0.5, 1), _epoch(2, 0.7, 0.7, 2), _epoch(3, 0.6, 0.7, 2), _FINAL]
+    row, curve = trial_row(str(tmp_path), meta, "c", 4, _record(res, "completed"))
     assert row["status"] == "completed" and row["stopped_by"] == "patience"
     assert (row["val_srcc"], row["val_plcc"], row["test_srcc"], row["best_epoch"], row["epochs_run"]) == \
         (0.7, 0.69, 0.65, 2, 3)
-    assert row["config"] == {"lr": 2e-3, "seed": 4} and row["wall_time_s"] == 35.0
+    assert row["config"] == {"lr": 2e-3, "seed": 4} and row["wall_time_s"] == 35.0 and row["trial_id"] == "t1"
     assert [p["epoch"] for p in curve] == [1, 2, 3] and curve[1]["val_srcc"] == 0.7
     assert row["checkpoint"] is None  # no such folder under tmp_path
 
     ck = tmp_path / "train" / "c-seed4" / "checkpoint_epoch0002"
     ck.mkdir(parents=True)
-    row, _ = trial_row(str(tmp_path), meta, "c", 4, res[:2], "TERMINATED", False,
-                       {"test_srcc": 0.61, "test_plcc": 0.62, "test_krcc": 0.4})
+    row, _ = trial_row(str(tmp_path), meta, "c", 4, _record(res[:2], "early_stopped", posthoc={
+        "test_srcc": 0.61, "test_plcc": 0.62, "test_krcc": 0.4}))
     assert row["status"] == "early_stopped" and row["stopped_by"] == "asha"
     assert row["val_plcc"] == pytest.approx(0.69) and row["epochs_run"] == 2
     assert row["test_srcc"] == 0.61 and row["test_source"] == "posthoc" and row["checkpoint"] == str(ck)
 
-    row, _ = trial_row(str(tmp_path), meta, "c", 4, res[:1], "ERROR", True, None, error="boom")
+    row, _ = trial_row(str(tmp_path), meta, "c", 4, _record(res[:1], "error", error="boom"))
     assert row["status"] == "error" and math.isnan(row["test_srcc"]) and row["error"] == "boom"
-    row, _ = trial_row(str(tmp_path), meta, "c", 4, res[:1], "RUNNING", False, None)
-    assert row["status"] == "incomplete"
-    assert trial_row(str(tmp_path), meta, "c", 4, [], None, False, None)[0]["status"] == "pending"
+    assert trial_row(str(tmp_path), meta, "c", 4, _record(res[:1]))[0]["status"] == "incomplete"
+    assert trial_row(str(tmp_path), meta, "c", 4, None)[0]["status"] == "pending"
+    assert trial_row(str(tmp_path), meta, "c", 4, _record([], "early_stopped"))[0]["status"] == "missing"
 
 
-def test_final_file_and_tensorboard_curve_fill_gaps_after_a_resume(tmp_path):
-    """After a kill + resume Tune's result.json restarts (here: only the final line survives elsewhere):
-    the trial's final.json gives the metrics, its TensorBoard events the whole curve."""
-    from torch.utils.tensorboard import SummaryWriter
-
+def test_record_counts_each_epoch_once_across_a_resume_and_takes_the_final_history():
+    """A trial continued after a driver kill reports epoch 2 again and then its final summary, whose history
+    (the loop's own, complete) fills an epoch whose report never reached the driver."""
+    hist = [{"epoch": e, "train_loss": 1.0 / e, "val_srcc": 0.1 * e, "val_plcc": 0.1 * e} for e in (1, 2, 3)]
+    rec = _record([_epoch(2, 0.2, 0.2, 2), _epoch(2, 0.25, 0.25, 2), _epoch(3, 0.3, 0.3, 3),
+                   {**_FINAL, "best_epoch": 3, "history": hist}], "completed")
+    assert [e["epoch"] for e in rec["epochs"]] == [1, 2, 3] and "history" not in rec["final"]
+    assert rec["epochs"][0]["val_srcc"] == pytest.approx(0.1) and rec["epochs"][1]["val_srcc"] == pytest.approx(0.2)
     meta = {"base_config": {}, "cells": [{"name": "c", "label": "C", "overrides": {}}]}
-    for part, epochs in (("a", (1, 2)), ("b", (3,))):  # a resumed run writes a second events file
-        w = SummaryWriter(str(tmp_path / "tensorboard" / "c-seed0"), filename_suffix=part)
-        for e in epochs:
-            w.add_scalar("train/loss", 1.0 / e, global_step=e)
-            w.add_scalar("val/srcc", 0.1 * e, global_step=e)
-            w.add_scalar("val/plcc", 0.1 * e, global_step=e)
-        w.close()
-    final = {"best_val_srcc": 0.3, "best_val_plcc": 0.3, "best_epoch": 3, "epochs_run": 3, "stopped_early": False,
-             "test_srcc": 0.25, "test_plcc": 0.26}
-    row, curve = trial_row(str(tmp_path), meta, "c", 0, [_epoch(3, 0.3, 0.3, 3)], "TERMINATED", False, None,
-                           final_file=final)
-    assert row["status"] == "completed" and row["test_srcc"] == 0.25 and row["epochs_run"] == 3
-    assert [p["epoch"] for p in curve] == [1, 2, 3]
-    assert curve[0]["val_srcc"] == pytest.approx(0.1) and curve[2]["val_srcc"] == 0.3  # Tune's row wins
+    row, curve = trial_row("/nonexistent", meta, "c", 4, rec)
+    assert row["status"] == "completed" and row["epochs_run"] == 3 and [p["epoch"] for p in curve] == [1, 2, 3]
 
 
 def _fake_experiment(root, values, study=None):
     """An experiment folder (default: augment) as the driver + Tune leave it: study.json + trial folders."""
     from swiniqa.config import preset
-    from tune_experiments.driver import DEMO_TUNE_DEFAULTS, study_meta
+    from tune_experiments.driver import DEMO_TUNE_DEFAULTS
+    from tune_experiments.planning import study_meta
     from tune_experiments.grids import AUGMENT_STUDY
 
     study = study or AUGMENT_STUDY
@@ -149,14 +155,14 @@ def _fake_experiment(root, values, study=None):
     (exp / "study.json").write_text(json.dumps(meta))
     for cell, by_seed in values.items():
         for seed, (val, test) in by_seed.items():
-            d = exp / f"{cell}-seed{seed}"
-            d.mkdir()
-            (d / "params.json").write_text(json.dumps({"cell": cell, "seed": seed}))
+            d = exp / "train" / f"{cell}-seed{seed}"
+            d.mkdir(parents=True)
             lines = [_epoch(1, val - 0.1, val - 0.1, 1), _epoch(2, val, val, 2)]
             lines.append({"final_report": True, "best_val_srcc": val, "best_val_plcc": val, "best_epoch": 2,
                           "epochs_run": 2, "test_srcc": test, "test_plcc": test + 0.01, "test_krcc": test - 0.1,
                           "epoch": 2, "val_srcc": val, "trial_id": f"{cell}{seed}", "time_total_s": 20.0})
-            (d / "result.json").write_text("".join(json.dumps(x) + "\n" for x in lines))
+            rec = _record(lines, "completed", cell, seed)
+            (d / "trial.json").write_text(json.dumps({**rec, "trial_id": f"{cell}{seed}"}))
     return exp
 
 
@@ -287,16 +293,13 @@ def test_report_on_s3(tmp_path, monkeypatch):
 
 
 def test_trial_that_left_no_data_is_missing_and_the_experiment_partial(tmp_path):
-    """A trial Tune counts as finished but whose folder holds no result (its result.json never reached
-    storage before the driver died) is "missing", not "early_stopped", and the report says partial."""
+    """A trial the driver saw start and end but whose results never reached its record (the driver died first)
+    is "missing", not "early_stopped", and the report says partial."""
     exp = _fake_experiment(tmp_path, {"jitter-off": {0: (0.8, 0.9), 1: (0.82, 0.91)},
                                       "jitter-on": {0: (0.81, 0.92)}})
-    lost = exp / "jitter-on-seed1"
+    lost = exp / "train" / "jitter-on-seed1"
     lost.mkdir()
-    (lost / "params.json").write_text(json.dumps({"cell": "jitter-on", "seed": 1}))
-    state = {"trial_data": [[json.dumps({"config": {"cell": "jitter-on", "seed": 1}, "status": "TERMINATED",
-                                         "relative_logdir": "jitter-on-seed1"}), "{}"]]}
-    (exp / "experiment_state-2026-01-01_00-00-00.json").write_text(json.dumps(state))
+    (lost / "trial.json").write_text(json.dumps(_record([], "early_stopped", "jitter-on", 1)))
     rows = {r["run"]: r for r in load_experiment(str(exp)).rows}
     assert rows["jitter-on-seed1"]["status"] == "missing" and not rows["jitter-on-seed1"]["stopped_early"]
     s = build_report(str(exp), plots=False)

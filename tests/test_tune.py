@@ -11,7 +11,7 @@ import pytest
 
 from swiniqa.config import preset
 from swiniqa.errors import ConfigError, SwiniqaError
-from tune_experiments.driver import DEMO_TUNE_DEFAULTS, run_study, tune_base_config
+from tune_experiments.driver import DEMO_TUNE_DEFAULTS, StudyOptions, run_study, tune_base_config
 from tune_experiments.grids import (ABLATION_STUDY, AUGMENT_STUDY, LR_STUDY, LR_VALUES, SIZE_STUDY, STUDIES,
                                     resolve_cells, trial_specs)
 
@@ -106,24 +106,24 @@ def test_user_errors_are_one_line(capsys, tmp_path):
     rc, _, err = _cli_json(capsys, ["tune", "lr", "--dry-run", "--seeds", "0"])
     assert rc == 2 and "--seeds" in err
     with pytest.raises(ConfigError):
-        run_study("nope", preset("demo"), dry_run=True)
+        run_study("nope", preset("demo"), StudyOptions(dry_run=True))
     # an existing experiment is never silently reused: --resume or another --name
     cfg = tune_base_config("demo")
     exp = tmp_path / "augment-demo"
     exp.mkdir()
-    from tune_experiments.driver import study_meta
+    from tune_experiments.planning import study_meta
     from tune_experiments.grids import AUGMENT_STUDY as A
 
     base = cfg.replace(output=str(exp / "train"))
     (exp / "study.json").write_text(json.dumps(study_meta(A, base, [0], True, "augment-demo")))
     with pytest.raises(SwiniqaError, match="already exists"):
-        run_study("augment", cfg, seeds=1, output=str(tmp_path))
+        run_study("augment", cfg, StudyOptions(seeds=1, output=str(tmp_path)))
     with pytest.raises(SwiniqaError, match="other settings.*seeds"):
-        run_study("augment", cfg, seeds=2, output=str(tmp_path), resume=True)
+        run_study("augment", cfg, StudyOptions(seeds=2, output=str(tmp_path), resume=True))
 
 
 def test_plan_resources_fits_the_cluster(ray_session):
-    from tune_experiments.driver import plan_resources
+    from tune_experiments.planning import plan_resources
 
     cfg = tune_base_config("demo")  # 0.9 CPU per worker: two trials + two 0.01-CPU drivers fit 2 CPUs
     assert plan_resources(cfg, 10) == ({"cpu": 0.01}, 2, [])
@@ -140,7 +140,7 @@ def test_leaked_worker_placement_groups_are_released(ray_session):
     import ray
     from ray.util.placement_group import placement_group, placement_group_table, remove_placement_group
 
-    from tune_experiments.driver import release_leaked_placement_groups
+    from tune_experiments.placement import release_leaked_placement_groups
 
     leaked = placement_group([{"CPU": 0.3}])
     named = placement_group([{"CPU": 0.3}], name="keep-me")
@@ -195,8 +195,8 @@ def test_patience_and_asha_stop_trials_for_real(ray_session, tmp_path):
                          Cell("learns", "learns", {"lr": 2e-3, "patience": 100}),
                          Cell("frozen-asha", "frozen, patience 100", {"lr": 1e-30, "patience": 100})),
                   compare=(("frozen-patience", "learns"),))
-    s = run_study(study, cfg, seeds=1, output=str(tmp_path / "runs"), max_concurrent=2, grace_period=3,
-                  reduction_factor=3, cpu_stand_ins=False, progress=False)
+    s = run_study(study, cfg, StudyOptions(seeds=1, output=str(tmp_path / "runs"), max_concurrent=2, grace_period=3,
+                                          reduction_factor=3, cpu_stand_ins=False, progress=False))
     exp = s["experiment"]
     rows = {r["cell"]: r for r in json.load(open(os.path.join(exp, "results.json")))}
     p, learn, a = rows["frozen-patience"], rows["learns"], rows["frozen-asha"]
@@ -267,8 +267,10 @@ def test_cli_sweep_killed_mid_trial_resumes_without_rerunning(ray_session, demo_
         if driver.poll() is None:
             driver.kill()
         driver.wait()
-    assert (first / "final.json").is_file() and not (second / "final.json").exists()  # killed mid-trial
-    done_before = (first / "final.json").read_text()
+    record = json.loads((first / "trial.json").read_text())
+    assert record["status"] == "completed" and record["final"]  # the first trial ended before the kill
+    assert json.loads((second / "trial.json").read_text())["final"] is None  # killed mid-trial
+    done_before = (first / "trial.json").read_text()
     epoch1 = json.loads((second / "checkpoint_epoch0001" / "metrics.json").read_text())
     first_lines = len(open(exp / "jitter-off-seed0" / "result.json").read().splitlines())
     time.sleep(3)  # let Ray release the killed driver's actors
@@ -280,7 +282,7 @@ def test_cli_sweep_killed_mid_trial_resumes_without_rerunning(ray_session, demo_
     assert s["max_concurrent_trials"] == 1 and s["epochs_run"] == 6 and s["epochs_full_grid"] == 6
     assert json.load(open(exp / "study.json"))["early_stopping"]["asha"] is False
     # the finished trial was not rerun
-    assert (first / "final.json").read_text() == done_before
+    assert (first / "trial.json").read_text() == done_before
     assert len(open(exp / "jitter-off-seed0" / "result.json").read().splitlines()) == first_lines
     # the interrupted one continued from its checkpoint: epoch 1 kept its recorded row, no epoch twice
     import csv

@@ -60,7 +60,7 @@ def _human(s: dict[str, Any]) -> str:
 
 def cmd_tune(args: argparse.Namespace) -> int:
     from swiniqa.cli_common import apply_max_pixels, check_output_dir, emit
-    from tune_experiments.driver import run_study
+    from tune_experiments.driver import StudyOptions, run_study
 
     cfg, preset_name = _tune_config(args)
     if not args.dry_run:
@@ -69,10 +69,11 @@ def cmd_tune(args: argparse.Namespace) -> int:
         check_local_capacity(cfg.num_workers, cfg.cpus_per_worker, cfg.use_gpu)  # one trial's workers
         check_output_dir(cfg.output, "--output")
         apply_max_pixels(cfg.max_image_pixels)
-    summary = run_study(args.study, cfg, seeds=args.seeds, output=cfg.output, name=cfg.name, resume=args.resume,
-                        dry_run=args.dry_run, progress=not (args.quiet or args.dry_run), preset=preset_name,
+    opts = StudyOptions(seeds=args.seeds, output=cfg.output, name=cfg.name, resume=args.resume, dry_run=args.dry_run,
+                        progress=not (args.quiet or args.dry_run), preset=preset_name,
                         max_concurrent=args.max_concurrent, early_stopping=not args.no_early_stop,
                         grace_period=args.grace_period, reduction_factor=args.reduction_factor)
+    summary = run_study(args.study, cfg, opts)
     emit(summary, args.json, _human)
     return 0
 
