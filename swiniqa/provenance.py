@@ -238,5 +238,22 @@ def short(env: Optional[Mapping[str, Any]], ds: Optional[Mapping[str, Any]]) -> 
             "git_commit": (env or {}).get("git_commit"), "git_dirty": (env or {}).get("git_dirty")}
 
 
+def checkpoint_fingerprint(checkpoint: str) -> dict[str, Any]:
+    """What ``eval --json`` and ``predict --json`` carry about the weights they used: ``checkpoint`` (a hash
+    of its manifest, which holds every file's SHA-256: the same value means the same weights and config),
+    and the environment and dataset that trained it (None for checkpoints written before provenance)."""
+    def load(name: str) -> Optional[dict[str, Any]]:
+        try:
+            with open(os.path.join(checkpoint, name)) as f:
+                return json.load(f)
+        except (OSError, ValueError):
+            return None
+
+    manifest = os.path.join(checkpoint, "manifest.json")
+    digest = file_sha256(manifest)[:16] if os.path.isfile(manifest) else None
+    return {"checkpoint": digest, **short(load("environment.json"), load("dataset.json"))}
+
+
 __all__ = ["NUMERIC_PACKAGES", "IDENTITY_KEYS", "installed_packages", "git_state", "cpu_model", "torch_details",
-           "environment", "environment_id", "dataset_fingerprint", "file_sha256", "compare", "short"]
+           "environment", "environment_id", "dataset_fingerprint", "file_sha256", "compare", "short",
+           "checkpoint_fingerprint"]

@@ -93,3 +93,37 @@ def test_cache_respects_its_budget(flat_records):
     for r in flat_records[:5]:
         c.get(r.path)
     assert len(c._store) == 2
+
+
+@pytest.mark.core
+@pytest.mark.parametrize("world", [2, 3, 5])
+def test_ranks_shares_partition_each_global_batch_of_the_one_worker_plan(flat_records, world):
+    """Worker-count invariance: with ``world`` ranks the epoch has the same optimizer steps, and the ranks'
+    shares of each step together hold exactly the patches one worker's batch holds (same image, crop,
+    flip), each rank within one patch of the others; no patch is trained twice or dropped."""
+    cache = ImageCache(min_side=32)
+    kw = dict(patch_size=32, patches_per_image=3, batch_size=8, seed=4, cache=cache, content_aug=True)
+    one = TrainPatches(flat_records, **kw)
+    ranks = [TrainPatches(flat_records, rank=r, world=world, **kw) for r in range(world)]
+    assert {len(t) for t in ranks} == {len(one)} == {30 * 3 // 8}
+    for ep in (0, 1):
+        whole = list(one.epoch(ep))
+        shares = list(zip(*[t.epoch(ep) for t in ranks]))
+        assert len(shares) == len(whole) == len(one)
+        for batch, parts in zip(whole, shares):
+            sizes = [len(p.scores) for p in parts]
+            assert sum(sizes) == batch.total == 8 and max(sizes) - min(sizes) <= 1
+            assert all(p.sizes == tuple(sizes) and p.total == 8 for p in parts)
+            # the same multiset of (pixels, score, jitter draws): compare sorted rows independently of order
+            def rows(ps, ys, js):
+                return sorted(zip([bytes(x.contiguous().numpy()) for x in ps], ys.tolist(), js.numpy().round(6).tolist()))
+            got = rows(torch.cat([p.patches for p in parts]), torch.cat([p.scores for p in parts]),
+                       torch.cat([p.jitter for p in parts]))
+            assert got == rows(batch.patches, batch.scores, batch.jitter)
+
+
+@pytest.mark.core
+def test_a_global_batch_smaller_than_the_workers_is_refused(flat_records):
+    with pytest.raises(ValueError, match="cannot be split over 9 workers"):
+        TrainPatches(flat_records[:2], patch_size=32, patches_per_image=2, batch_size=8, seed=0,
+                     cache=ImageCache(min_side=32), rank=0, world=9)

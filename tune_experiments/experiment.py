@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from swiniqa.errors import SwiniqaError
-from swiniqa.layout import STUDY_FILE, TRAIN_DIR, TRIAL_FILE, checkpoint_dir_name
+from swiniqa.layout import DATASET_FINGERPRINT, ENVIRONMENT, STUDY_FILE, TRAIN_DIR, TRIAL_FILE, checkpoint_dir_name
 from swiniqa.storage import is_remote, join, list_dirs, read_json
 from tune_experiments.stats import as_float
 
@@ -41,6 +41,8 @@ class Experiment:
     rows: list[dict[str, Any]]
     #: run name -> per-epoch dicts (epoch, train_loss, val_srcc, val_plcc), sorted by epoch.
     curves: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    #: run name -> (``environment.json``, ``dataset.json``) of every trial that started (None: not written).
+    provenance: dict[str, tuple[Optional[dict], Optional[dict]]] = field(default_factory=dict)
 
 
 # ------------------------------------------------------------------------------------------ the record
@@ -81,6 +83,13 @@ def read_trial(exp_uri: str, run: str) -> Optional[dict[str, Any]]:
 
 
 # ------------------------------------------------------------------------------------------ rows
+def read_provenance(exp_uri: str, run: str) -> tuple[Optional[dict[str, Any]], Optional[dict[str, Any]]]:
+    """A trial's ``environment.json`` and ``dataset.json`` (rank 0 of its Train run writes them), or Nones."""
+    env = read_json(join(exp_uri, TRAIN_DIR, run, ENVIRONMENT))
+    ds = read_json(join(exp_uri, TRAIN_DIR, run, DATASET_FINGERPRINT))
+    return (env if isinstance(env, dict) else None), (ds if isinstance(ds, dict) else None)
+
+
 def _status(record: Optional[dict[str, Any]], epochs: dict[int, dict[str, Any]]) -> str:
     if record is None:
         return "pending"
@@ -168,14 +177,18 @@ def load_experiment(uri: str) -> Experiment:
         if rec is not None:
             records[(rec["cell"], int(rec["seed"]))] = rec
     planned = [(c["name"], int(s)) for s in meta.get("seeds", []) for c in meta.get("cells", [])]
-    rows, curves = [], {}
+    rows, curves, provenance = [], {}, {}
     for cell, seed in planned + sorted(k for k in records if k not in planned):
         row, curve = trial_row(uri, meta, cell, seed, records.get((cell, seed)))
+        if row["status"] != "pending":
+            env, ds = provenance[row["run"]] = read_provenance(uri, row["run"])
+            row["environment_id"] = (env or {}).get("environment_id")
+            row["dataset_fingerprint"] = (ds or {}).get("fingerprint")
         rows.append(row)
         if curve:
             curves[row["run"]] = curve
-    return Experiment(uri, meta, rows, curves)
+    return Experiment(uri, meta, rows, curves, provenance)
 
 
-__all__ = ["Experiment", "load_experiment", "read_trial", "trial_row", "merge_result", "new_record",
+__all__ = ["Experiment", "load_experiment", "read_trial", "read_provenance", "trial_row", "merge_result", "new_record",
            "trial_record_uri", "trial_config", "UNFINISHED", "EPOCH_KEYS"]

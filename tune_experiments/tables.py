@@ -138,6 +138,10 @@ def markdown_report(exp: Experiment, table, diffs, summary: dict[str, Any]) -> s
                      "best-validation checkpoint (`posthoc` in each trial's `train/<run>/trial.json`); they trained for fewer epochs, which "
                      "biases comparisons against them (rerun with --no-early-stop for a clean comparison)")
         lines.append(text + ".")
+    if summary.get("provenance"):
+        from tune_experiments.aggregate import provenance_line
+
+        lines.append(f"* {provenance_line(summary['provenance'])}.")
     for n in meta.get("notes", []):
         lines.append(f"* {n}")
     if meta.get("cpu_stand_ins"):
