@@ -20,14 +20,9 @@ Environment (``AWS_ENDPOINT_URL`` of the local S3 server, credentials) is inheri
 from __future__ import annotations
 
 import json
-import socket
 import sys
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from helpers import free_port
 
 
 def _alive_actor_nodes(dashboard: str, class_name: str) -> list[str]:
@@ -53,7 +48,7 @@ def main(workers: int) -> None:
     from ray._common.utils import reset_ray_address
     from ray.cluster_utils import Cluster
 
-    dash_port = _free_port()
+    dash_port = free_port()
     cluster = Cluster(initialize_head=True, connect=False, head_node_args={
         "num_cpus": 0, "resources": {"TRAIN_DRIVER": 4}, "dashboard_host": "127.0.0.1",
         "dashboard_port": dash_port, "include_dashboard": True})

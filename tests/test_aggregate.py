@@ -260,23 +260,16 @@ def test_report_cli_and_not_an_experiment(tmp_path, capsys):
 
 def test_report_on_s3(tmp_path, monkeypatch):
     """The same report from an s3:// experiment (moto S3 server): read, tables/figures/results written back."""
-    moto_server = pytest.importorskip("moto.server")
+    pytest.importorskip("moto.server")
     boto3 = pytest.importorskip("boto3")
-    import socket
-
     import pyarrow.fs as pafs
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port)
-    server.start()
-    try:
-        env = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1",
-               "AWS_REGION": "us-east-1", "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"}
-        for k, v in env.items():
+    from helpers import S3_CREDENTIALS, local_s3
+
+    with local_s3() as endpoint:
+        for k, v in {**S3_CREDENTIALS, "AWS_ENDPOINT_URL": endpoint}.items():
             monkeypatch.setenv(k, v)
-        boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"]).create_bucket(Bucket="bkt")
+        boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket="bkt")
         exp = _fake_experiment(tmp_path, {"jitter-off": {0: (0.8, 0.9), 1: (0.82, 0.91)},
                                           "jitter-on": {0: (0.81, 0.92)}})
         s3, _ = pafs.FileSystem.from_uri("s3://bkt")
@@ -288,8 +281,6 @@ def test_report_on_s3(tmp_path, monkeypatch):
         assert {"table_augment.csv", "table_augment.md", "bars_augment.png", "training_curves.png"} <= names
         rows = json.loads(s3.open_input_stream("bkt/runs/augment-demo/results.json").read())
         assert len(rows) == 3 and rows[0]["checkpoint"] == uri + "/train/jitter-off-seed0/checkpoint_epoch0002"
-    finally:
-        server.stop()
 
 
 def test_trial_that_left_no_data_is_missing_and_the_experiment_partial(tmp_path):

@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from helpers import free_port
+
 ROOT = Path(__file__).parents[1]
 CLUSTER = ROOT / "cluster.yaml"
 LAUNCH = ROOT / "scripts" / "launch_sweep.sh"
@@ -42,12 +44,6 @@ def _run(script, *args, tmp_path, env=None, cwd=None):
         cwd=cwd or tmp_path,
         env=env or _env(tmp_path),
     )
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # --------------------------------------------------------------------------- cluster.yaml
@@ -224,7 +220,7 @@ def fake_ray(tmp_path):
 def test_launch_real_run_against_fake_ray(tmp_path, fake_ray):
     """Non-dry path: up, port-forward (a local HTTP server stands in), submit, instructions."""
     env, log = fake_ray
-    port = _free_port()
+    port = free_port()
     r = _run(LAUNCH, "lr", "--seeds", 2, "--output", "s3://b/p", "--port", port, tmp_path=tmp_path, env=env)
     assert r.returncode == 0, r.stderr
     calls = log.read_text().splitlines()

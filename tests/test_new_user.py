@@ -32,7 +32,7 @@ def _last_json(capsys) -> tuple[dict, str]:
 
 
 # ----------------------------------------------------------------------------- 1: relative paths
-def test_1_relative_labels_mean_the_current_directory(tmp_path, capsys, monkeypatch):
+def test_relative_labels_mean_the_current_directory(tmp_path, capsys, monkeypatch):
     make_csv_dataset(tmp_path / "data" / "good")
     monkeypatch.chdir(tmp_path / "data")
     rc = main(["data", "check", "--dataset", "csv", "--labels", "good/labels.csv", "--images", "good/images",
@@ -42,7 +42,7 @@ def test_1_relative_labels_mean_the_current_directory(tmp_path, capsys, monkeypa
     assert rep["images"] == 8 and rep["root"] == str(tmp_path / "data" / "good")
 
 
-def test_1_library_relative_labels_without_root_mean_the_current_directory(tmp_path, monkeypatch):
+def test_library_relative_labels_without_root_mean_the_current_directory(tmp_path, monkeypatch):
     from swiniqa.data.records import read_dataset
 
     make_csv_dataset(tmp_path / "data" / "good")
@@ -51,7 +51,7 @@ def test_1_library_relative_labels_without_root_mean_the_current_directory(tmp_p
     assert len(info.records) == 8 and info.root == str(tmp_path / "data" / "good")
 
 
-def test_1_relative_data_root_from_another_folder(tmp_path, capsys, monkeypatch):
+def test_relative_data_root_from_another_folder(tmp_path, capsys, monkeypatch):
     make_csv_dataset(tmp_path / "data" / "good")
     (tmp_path / "elsewhere").mkdir()
     monkeypatch.chdir(tmp_path / "elsewhere")
@@ -61,7 +61,7 @@ def test_1_relative_data_root_from_another_folder(tmp_path, capsys, monkeypatch)
 
 
 # ----------------------------------------------------------------------------- 3: resources
-def test_3_local_ray_refuses_workers_beyond_the_machine(monkeypatch):
+def test_local_ray_refuses_workers_beyond_the_machine(monkeypatch):
     import ray
 
     from swiniqa.resources import require_resources
@@ -81,7 +81,7 @@ def test_3_local_ray_refuses_workers_beyond_the_machine(monkeypatch):
     assert require_resources(2, 1.0, False) is None
 
 
-def test_3_train_num_workers_beyond_the_cpus_is_refused_at_once(tmp_path, capsys, monkeypatch):
+def test_train_num_workers_beyond_the_cpus_is_refused_at_once(tmp_path, capsys, monkeypatch):
     """`swiniqa train --num-workers 4` on a 2-CPU local Ray: exit 2 with the numbers, no Train run started."""
     import ray
 
@@ -108,7 +108,7 @@ def test_3_train_num_workers_beyond_the_cpus_is_refused_at_once(tmp_path, capsys
 
 
 @pytest.mark.parametrize("verb", [["train"], ["tune", "lr"]])
-def test_3_cli_refuses_before_reading_data_or_starting_ray(verb, tmp_path, capsys, monkeypatch):
+def test_cli_refuses_before_reading_data_or_starting_ray(verb, tmp_path, capsys, monkeypatch):
     import swiniqa.resources as resources
     import swiniqa.training.trainer as trainer
     import tune_experiments.driver as driver
@@ -129,7 +129,7 @@ def test_3_cli_refuses_before_reading_data_or_starting_ray(verb, tmp_path, capsy
                                  r"use --num-workers 2", err), err
 
 
-def test_3_cluster_run_keeps_printing_that_it_waits(monkeypatch, caplog):
+def test_cluster_run_keeps_printing_that_it_waits(monkeypatch, caplog):
     import ray
 
     from swiniqa.resources import require_resources
@@ -157,7 +157,7 @@ def test_3_cluster_run_keeps_printing_that_it_waits(monkeypatch, caplog):
 
 
 # ----------------------------------------------------------------------------- 5: tiny epochs still step
-def test_5_epoch_with_fewer_patches_than_a_batch_makes_one_step(tmp_path):
+def test_epoch_with_fewer_patches_than_a_batch_makes_one_step(tmp_path):
     from swiniqa.data.loader import ImageCache, TrainPatches
     from swiniqa.data.records import read_dataset
 
@@ -173,7 +173,7 @@ def test_5_epoch_with_fewer_patches_than_a_batch_makes_one_step(tmp_path):
 
 
 # ----------------------------------------------------------------------------- 6: outputs checked first
-def test_6_eval_predictions_path_is_checked_before_any_work(tmp_path, capsys):
+def test_eval_predictions_path_is_checked_before_any_work(tmp_path, capsys):
     make_csv_dataset(tmp_path / "d")
     (tmp_path / "afile").write_text("x")
     for bad, why in ((tmp_path / "afile" / "p.csv", "afile is a file"), (tmp_path, "is a folder")):
@@ -187,12 +187,12 @@ def test_6_eval_predictions_path_is_checked_before_any_work(tmp_path, capsys):
 @pytest.mark.parametrize("argv", [["--debug", "config", "--preset", "demo", "--json"],
                                   ["config", "--preset", "demo", "--debug", "--json"],
                                   ["--json", "config", "--preset", "demo", "--quiet"]])
-def test_8_debug_json_quiet_in_either_position(argv, capsys):
+def test_debug_json_quiet_in_either_position(argv, capsys):
     assert main(argv) == 0
     assert _last_json(capsys)[0]["dataset"] == "demo"
 
 
-def test_8_every_verb_takes_the_global_flags():
+def test_every_verb_takes_the_global_flags():
     from swiniqa.cli import build_parser
 
     p = build_parser()
@@ -204,7 +204,7 @@ def test_8_every_verb_takes_the_global_flags():
 
 
 # ----------------------------------------------------------------------------- 9: user errors, not internal
-def test_9_data_demo_out_a_file_is_a_user_error_and_leaves_nothing(tmp_path, capsys):
+def test_data_demo_out_a_file_is_a_user_error_and_leaves_nothing(tmp_path, capsys):
     f = tmp_path / "afile"
     f.write_text("x")
     assert main(["data", "demo", "--out", str(f)]) == 2
@@ -213,7 +213,7 @@ def test_9_data_demo_out_a_file_is_a_user_error_and_leaves_nothing(tmp_path, cap
     assert sorted(os.listdir(tmp_path)) == ["afile"]
 
 
-def test_9_data_demo_on_a_failing_file_system_removes_its_temp_folder(tmp_path, capsys, monkeypatch):
+def test_data_demo_on_a_failing_file_system_removes_its_temp_folder(tmp_path, capsys, monkeypatch):
     from swiniqa.data import demo
 
     def full(tmp, progress):
@@ -228,7 +228,7 @@ def test_9_data_demo_on_a_failing_file_system_removes_its_temp_folder(tmp_path, 
     assert os.listdir(tmp_path) == []
 
 
-def test_9_non_utf8_config_file_is_a_user_error(tmp_path, capsys):
+def test_non_utf8_config_file_is_a_user_error(tmp_path, capsys):
     y = tmp_path / "c.yaml"
     y.write_bytes(b"lr: 1e-3\nname: caf\xe9\n")
     assert main(["config", "--config", str(y)]) == 2
@@ -236,7 +236,7 @@ def test_9_non_utf8_config_file_is_a_user_error(tmp_path, capsys):
     assert "not UTF-8" in err and "internal error" not in err
 
 
-def test_9_pull_into_an_unwritable_dest_is_a_user_error_and_leaves_nothing(tmp_path, capsys, monkeypatch):
+def test_pull_into_an_unwritable_dest_is_a_user_error_and_leaves_nothing(tmp_path, capsys, monkeypatch):
     import tempfile
 
     import torch
@@ -258,7 +258,7 @@ def test_9_pull_into_an_unwritable_dest_is_a_user_error_and_leaves_nothing(tmp_p
 
 
 # ----------------------------------------------------------------------------- 10: notes shown
-def test_10_dmos_direction_note_is_shown_by_data_check_and_eval(tmp_path, capsys):
+def test_dmos_direction_note_is_shown_by_data_check_and_eval(tmp_path, capsys):
     make_csv_dataset(tmp_path / "d", column="dmos")
     assert main(["data", "check", "--dataset", "csv", "--data-root", str(tmp_path / "d"), "--score-col", "dmos",
                  "--patch-size", "32"]) == 0
@@ -273,7 +273,7 @@ def test_10_dmos_direction_note_is_shown_by_data_check_and_eval(tmp_path, capsys
     assert "note: column dmos taken as higher = better" in err
 
 
-def test_10_train_shows_skipped_images_and_check_warnings_before_it_starts(tmp_path, capsys, monkeypatch):
+def test_train_shows_skipped_images_and_check_warnings_before_it_starts(tmp_path, capsys, monkeypatch):
     """What `train --skip-bad-images` prints (stderr, before Ray would start): the skipped file and the
     data check's "scaled up" warning, through the CLI's log handler."""
     import swiniqa.training.trainer as trainer
@@ -298,12 +298,12 @@ def test_10_train_shows_skipped_images_and_check_warnings_before_it_starts(tmp_p
 
 # ----------------------------------------------------------------------------- 11: smaller ones
 @pytest.mark.parametrize("kv", ["lr=inf", "weight_decay=nan", "grad_clip=nan", "lr_ratio=inf"])
-def test_11_non_finite_numbers_are_refused(kv, capsys):
+def test_non_finite_numbers_are_refused(kv, capsys):
     assert main(["config", "--preset", "demo", "--set", kv]) == 2
     assert "finite" in capsys.readouterr().err
 
 
-def test_11_yaml_error_names_line_and_column(tmp_path):
+def test_yaml_error_names_line_and_column(tmp_path):
     from swiniqa.config import load_file
 
     y = tmp_path / "c.yaml"
@@ -316,14 +316,14 @@ def test_11_yaml_error_names_line_and_column(tmp_path):
         load_file(j)
 
 
-def test_11_version():
+def test_version_flag_prints_the_package_version():
     r = subprocess.run([sys.executable, "-m", "swiniqa.cli", "--version"], capture_output=True, text=True)
     from swiniqa import __version__
 
     assert r.returncode == 0 and r.stdout.strip() == f"swiniqa {__version__}"
 
 
-def test_11_data_check_lists_every_label_problem_with_exit_1(tmp_path, capsys):
+def test_data_check_lists_every_label_problem_with_exit_1(tmp_path, capsys):
     make_csv_dataset(tmp_path / "d", extra="bad1.png,oops,g\nbad2.png,,g\nim0.png,3,g\n")
     assert main(["data", "check", "--dataset", "csv", "--data-root", str(tmp_path / "d"), "--json"]) == 1
     rep, _ = _last_json(capsys)
@@ -331,7 +331,7 @@ def test_11_data_check_lists_every_label_problem_with_exit_1(tmp_path, capsys):
     assert len(rep["errors"]) == 3 and "'oops', not a number" in whys and "is empty" in whys and "again" in whys
 
 
-def test_11_huge_image_is_refused_by_name_and_allowed_by_the_key(tmp_path, recwarn):
+def test_huge_image_is_refused_by_name_and_allowed_by_the_key(tmp_path, recwarn):
     from swiniqa.data import images
 
     p = tmp_path / "big.png"
@@ -349,7 +349,7 @@ def test_11_huge_image_is_refused_by_name_and_allowed_by_the_key(tmp_path, recwa
     assert not [w for w in recwarn if "DecompressionBomb" in type(w.message).__name__]
 
 
-def test_11_pull_json_has_checkpoints(tmp_path, capsys):
+def test_pull_json_has_checkpoints(tmp_path, capsys):
     import torch
 
     from swiniqa.config import preset
@@ -362,7 +362,7 @@ def test_11_pull_json_has_checkpoints(tmp_path, capsys):
     assert res["checkpoints"][0]["checkpoint"] == str(tmp_path / "dest" / "best") and "pulled" not in res
 
 
-def test_11_help_texts_describe_the_flags(capsys):
+def test_help_texts_describe_the_flags(capsys):
     from swiniqa.cli import build_parser
 
     p = build_parser()
@@ -382,7 +382,7 @@ def test_11_help_texts_describe_the_flags(capsys):
 
 
 # ----------------------------------------------------------------------------- 4 (pull's side)
-def test_4_pull_skips_a_truncated_checkpoint_by_name_and_takes_the_next(tmp_path, capsys, monkeypatch):
+def test_pull_skips_a_truncated_checkpoint_by_name_and_takes_the_next(tmp_path, capsys, monkeypatch):
     import torch
 
     from swiniqa.config import preset
@@ -408,7 +408,7 @@ def test_4_pull_skips_a_truncated_checkpoint_by_name_and_takes_the_next(tmp_path
     assert Path(good).is_dir()
 
 
-def test_4_pull_of_only_incomplete_checkpoints_fails_and_leaves_no_dest(tmp_path, capsys):
+def test_pull_of_only_incomplete_checkpoints_fails_and_leaves_no_dest(tmp_path, capsys):
     import torch
 
     from swiniqa.config import preset
@@ -468,7 +468,7 @@ def test_readme_data_examples_run_as_written(tmp_path, capsys, monkeypatch):
             assert rep["images"] == 12 and rep["root"] == str(tmp_path / "w"), rep
 
 
-def test_11_official_readers_name_every_bad_label_row(tmp_path):
+def test_official_readers_name_every_bad_label_row(tmp_path):
     from swiniqa.data.readers.csv_reader import LabelErrors
     from swiniqa.data.records import read_dataset
 
@@ -502,7 +502,7 @@ def test_readme_eval_and_pull_examples_run_with_their_placeholders_filled(tmp_pa
     assert res["checkpoint"] == str(tmp_path / "best" / "rank1_checkpoint_epoch0002")
 
 
-def test_4_pull_checks_the_copy_against_the_manifest_hashes(tmp_path, capsys):
+def test_pull_checks_the_copy_against_the_manifest_hashes(tmp_path, capsys):
     """Same size, other bytes (a corrupt write the listing cannot see): refused by the manifest's sha256."""
     import torch
 
@@ -520,7 +520,7 @@ def test_4_pull_checks_the_copy_against_the_manifest_hashes(tmp_path, capsys):
     assert "model.safetensors differs from the manifest" in err and not (tmp_path / "dest").exists()
 
 
-def test_3_cluster_says_when_no_node_can_hold_one_worker(monkeypatch, caplog):
+def test_cluster_says_when_no_node_can_hold_one_worker(monkeypatch, caplog):
     """On a cluster of 1-CPU nodes a 3-CPU worker fits the totals but no node: say so instead of waiting
     silently (Ray Train waits forever for such a placement group)."""
     import logging

@@ -75,7 +75,7 @@ def _outputs(tmp_path, ckpt):
     return cases
 
 
-def test_2_every_output_flag_is_refused_before_any_work(tmp_path, nano_ckpt, capsys, monkeypatch):
+def test_every_output_flag_is_refused_before_any_work(tmp_path, nano_ckpt, capsys, monkeypatch):
     """/proc takes no new file (even for root, where os.access says yes): each verb refuses its output flag in
     one line before reading data, loading the model or starting Ray, and creates nothing."""
     import swiniqa.serving.runtime as runtime
@@ -97,7 +97,7 @@ def test_2_every_output_flag_is_refused_before_any_work(tmp_path, nano_ckpt, cap
     assert not (tmp_path / "afile").is_dir() and sorted(os.listdir(tmp_path)) == sorted(before + ["afile", "d"])
 
 
-def test_2_failed_export_removes_the_folders_it_created(tmp_path, nano_ckpt, capsys, monkeypatch):
+def test_failed_export_removes_the_folders_it_created(tmp_path, nano_ckpt, capsys, monkeypatch):
     """``--out new/dir/x.onnx`` where the export fails late: no file and no ``new/`` left behind."""
     from swiniqa.serving import export
 
@@ -115,7 +115,7 @@ def test_2_failed_export_removes_the_folders_it_created(tmp_path, nano_ckpt, cap
 
 
 # ----------------------------------------------------------------------------- 3: score rows in input order
-def test_3_score_rows_follow_the_input_list_when_a_file_is_missing(tmp_path):
+def test_score_rows_follow_the_input_list_when_a_file_is_missing(tmp_path):
     """A list file ``good, missing, gray`` (and a remote entry between them): the merged rows follow the list,
     whatever order the actors finish in. The expectation is the list itself."""
     import pandas as pd
@@ -144,7 +144,7 @@ def _last_stdout_json(capsys) -> tuple[dict, str]:
     return json.loads(cap.out.strip().splitlines()[-1]), cap.err
 
 
-def test_6_json_failure_is_a_json_object_on_stdout(tmp_path, capsys, monkeypatch):
+def test_json_failure_is_a_json_object_on_stdout(tmp_path, capsys, monkeypatch):
     import socket
 
     import swiniqa.cli as cli
@@ -185,7 +185,7 @@ def test_6_json_failure_is_a_json_object_on_stdout(tmp_path, capsys, monkeypatch
     (["pull", "PULLSRC", "--dest", "DEST", "--metric", "val_src"], "did you mean val_srcc"),
     (["eval", "--checkpoint", "x", "--suite", "cros", "--roots", "r.yaml"], "did you mean cross?"),
 ])
-def test_7_mistyped_names_get_a_did_you_mean(argv, needle, tmp_path, capsys):
+def test_mistyped_names_get_a_did_you_mean(argv, needle, tmp_path, capsys):
     if "PULLSRC" in argv:
         import torch
 
@@ -208,7 +208,7 @@ def test_7_mistyped_names_get_a_did_you_mean(argv, needle, tmp_path, capsys):
 
 
 # ----------------------------------------------------------------------------- 10: error wording
-def test_10_truncated_upload_and_a_file_in_the_way_read_as_plain_sentences(tmp_path, capsys):
+def test_truncated_upload_and_a_file_in_the_way_read_as_plain_sentences(tmp_path, capsys):
     from swiniqa.errors import DataError
     from swiniqa.serving.runtime import CropSpec, bytes_crops
 

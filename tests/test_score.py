@@ -126,25 +126,17 @@ def test_score_json_summary(ray_session, ckpt, demo_root, tmp_path, capsys):
 
 def test_s3_prefix_inputs_are_listed_and_cut_like_local_files(ckpt, demo_root, monkeypatch):
     """An s3:// prefix (a local moto server) is listed and each object cut into the local file's crops."""
-    moto_server = pytest.importorskip("moto.server")
-    import socket
-
+    pytest.importorskip("moto.server")
     import pyarrow.fs as pafs
 
+    from helpers import S3_CREDENTIALS, local_s3
     from swiniqa.serving.runtime import crop_spec, image_crops, load_scorer
     from swiniqa.serving.score import _prepare_batch, collect_inputs
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    srv = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    srv.start()
-    try:
-        for k, v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                     "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1",
-                     "AWS_ENDPOINT_URL_S3": f"http://127.0.0.1:{port}"}.items():
+    with local_s3() as endpoint:
+        for k, v in {**S3_CREDENTIALS, "AWS_ENDPOINT_URL_S3": endpoint}.items():
             monkeypatch.setenv(k, v)
-        fs = pafs.S3FileSystem(endpoint_override=f"127.0.0.1:{port}", scheme="http", access_key="testing",
+        fs = pafs.S3FileSystem(endpoint_override=endpoint[len("http://"):], scheme="http", access_key="testing",
                                secret_key="testing", region="us-east-1", allow_bucket_creation=True)
         fs.create_dir("bucket")
         imgs = _demo_images(demo_root, 2, start=300)
@@ -161,5 +153,3 @@ def test_s3_prefix_inputs_are_listed_and_cut_like_local_files(ckpt, demo_root, m
         assert list(out["error"][:2]) == ["", ""] and "cannot read" in out["error"][2]
         for k, p in enumerate(imgs):
             np.testing.assert_array_equal(out["crops"][k], image_crops(p, spec))
-    finally:
-        srv.stop()

@@ -12,13 +12,9 @@ import numpy as np
 import pytest
 import torch
 
+from helpers import free_port
+
 requests = pytest.importorskip("requests")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +31,7 @@ def server(ray_session, demo_root, tmp_path_factory):
     m = build_model(cfg)
     m.set_label_scale(50.0, 12.0)
     ckpt = str(write_checkpoint(tmp_path_factory.mktemp("serve") / "ckpt", m.state_dict(), cfg, {"val_srcc": 0.5}))
-    url = start_server(ckpt, port=_free_port(), max_body_bytes=1 << 20, max_batch=8)
+    url = start_server(ckpt, port=free_port(), max_body_bytes=1 << 20, max_batch=8)
     images = sorted(glob.glob(str(demo_root / "images" / "*.png")))[::97][:6]
     yield {"url": url, "ckpt": ckpt, "images": images}
     serve.shutdown()
@@ -109,6 +105,6 @@ def test_serve_cli_refuses_bad_arguments_in_one_line(server, tmp_path, capsys):
         assert main(["serve", "--checkpoint", server["ckpt"], "--port", str(port)]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and f"127.0.0.1:{port}" in err[0] and "--port" in err[0]
-    assert main(["serve", "--checkpoint", str(tmp_path / "missing"), "--port", str(_free_port())]) == 2
+    assert main(["serve", "--checkpoint", str(tmp_path / "missing"), "--port", str(free_port())]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "checkpoint not found" in err[0]

@@ -45,3 +45,12 @@ def test_whole_files_round_trip_and_absent_files_are_none(tmp_path):
     assert list_dirs(str(tmp_path / "missing")) == [] and not any(p.name.startswith("r.json.tmp")
                                                                     for p in target.parent.iterdir())
     assert json_safe({"inf": math.inf}) == {"inf": None}
+
+
+def test_checkpoint_uri_keeps_its_scheme():
+    """Ray's Checkpoint.path on S3 has no scheme; the summary must show a URI a user can pass on."""
+    from swiniqa.storage import with_scheme
+
+    assert with_scheme("bkt/mn/run/checkpoint_epoch0003", "s3://bkt/mn/run") == "s3://bkt/mn/run/checkpoint_epoch0003"
+    assert with_scheme("b/p/c", "gs://b/p") == "gs://b/p/c"
+    assert with_scheme("/tmp/runs/r/c", "/tmp/runs/r") == "/tmp/runs/r/c"
