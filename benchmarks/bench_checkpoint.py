@@ -9,7 +9,7 @@ def make_checkpoint(size: str, out: str) -> str:
 
     from swiniqa.config import preset
     from swiniqa.models import build_model
-    from swiniqa.training.checkpoint import write_checkpoint
+    from swiniqa.checkpoints import write_checkpoint
 
     cfg = preset("demo").replace(model_size=size)
     torch.manual_seed(0)

@@ -2,7 +2,7 @@
 
     from swiniqa.pull import pull
     res = pull("s3://bucket/runs/lr-demo", "models", top=3)   # or a local path / file:// URI
-    res["checkpoint"]   # local folder of the best checkpoint: load it with swiniqa.training.checkpoint.load_model
+    res["checkpoint"]   # local folder of the best checkpoint: load it with swiniqa.models.loading.load_model
 
 What it reads (any pyarrow filesystem: local paths, ``file://``, ``s3://``, ``gs://``; credentials come
 from the environment, e.g. ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``/``AWS_ENDPOINT_URL_S3`` or
@@ -329,10 +329,10 @@ def _incomplete(work: str) -> Optional[str]:
 
     The copy is byte-identical to the source (checked while copying), so this checks the *source*: its
     manifest (sizes and sha256, written last by the checkpoint writer) when it has one, the rules of
-    :func:`~swiniqa.training.checkpoint.verify_checkpoint` for older ones, and in any case parseable JSON
+    :func:`~swiniqa.checkpoints.verify_checkpoint` for older ones, and in any case parseable JSON
     files and safetensors files whose length matches their header.
     """
-    from swiniqa.training.checkpoint import verify_checkpoint
+    from swiniqa.checkpoints import verify_checkpoint
 
     problems = verify_checkpoint(work, hashes=True)  # the copy equals the source: this checks the source
     if problems:
@@ -354,7 +354,8 @@ def _incomplete(work: str) -> Optional[str]:
 
 def _listing_problems(cand: _Candidate) -> Optional[str]:
     """Why the source checkpoint is incomplete by its listing alone (file sizes against its manifest)."""
-    from swiniqa.training.checkpoint import MANIFEST, manifest_problems
+    from swiniqa.checkpoints import manifest_problems
+    from swiniqa.layout import MANIFEST
 
     if MANIFEST not in cand.files:
         return None

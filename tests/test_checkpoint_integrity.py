@@ -13,7 +13,9 @@ import torch
 from swiniqa.config import preset
 from swiniqa.errors import CheckpointError
 from swiniqa.models import build_model
-from swiniqa.training import checkpoint as ckio
+from swiniqa import checkpoints
+from swiniqa import layout
+from swiniqa.models import loading
 from swiniqa.training.session import LocalSession
 
 
@@ -30,7 +32,7 @@ def weights(cfg):
 
 
 def _write(path, weights, cfg, epoch, srcc, **kw):
-    return ckio.write_checkpoint(path, weights, cfg, {"epoch": epoch, "val_srcc": srcc}, **kw)
+    return checkpoints.write_checkpoint(path, weights, cfg, {"epoch": epoch, "val_srcc": srcc}, **kw)
 
 
 def _truncate(path, keep=100):
@@ -40,78 +42,78 @@ def _truncate(path, keep=100):
 
 def test_manifest_lists_every_file_with_size_and_sha256(tmp_path, cfg, weights):
     d = _write(tmp_path / "ck", weights, cfg, 1, 0.5, state={"epoch": 0}, best_state=weights)
-    manifest = json.loads((d / ckio.MANIFEST).read_text())["files"]
-    on_disk = sorted(n for n in os.listdir(d) if n != ckio.MANIFEST)
+    manifest = json.loads((d / layout.MANIFEST).read_text())["files"]
+    on_disk = sorted(n for n in os.listdir(d) if n != layout.MANIFEST)
     assert sorted(manifest) == on_disk
-    assert {ckio.WEIGHTS, ckio.BEST_WEIGHTS, ckio.CONFIG, ckio.METRICS, ckio.STATE} <= set(manifest)
+    assert {layout.WEIGHTS, layout.BEST_WEIGHTS, layout.CONFIG, layout.METRICS, layout.STATE} <= set(manifest)
     for name, entry in manifest.items():
         assert entry["size"] == (d / name).stat().st_size
-        assert entry["sha256"] == ckio.sha256_file(d / name)
-    assert ckio.verify_checkpoint(d) == [] and ckio.is_complete(d)
+        assert entry["sha256"] == checkpoints.sha256_file(d / name)
+    assert checkpoints.verify_checkpoint(d) == [] and checkpoints.is_complete(d)
     assert not [n for n in os.listdir(d) if n.startswith(".")]  # no temp files left behind
 
 
 def test_truncated_weights_are_named_and_refused(tmp_path, cfg, weights):
     good = _write(tmp_path / "run" / "checkpoint_epoch0001", weights, cfg, 1, 0.2)
     bad = _write(tmp_path / "run" / "checkpoint_epoch0002", weights, cfg, 2, 0.9)
-    _truncate(bad / ckio.WEIGHTS)
-    problems = ckio.verify_checkpoint(bad)
+    _truncate(bad / layout.WEIGHTS)
+    problems = checkpoints.verify_checkpoint(bad)
     assert problems and "model.safetensors has 100 bytes" in problems[0]
-    assert not ckio.is_complete(bad)
+    assert not checkpoints.is_complete(bad)
     # A run folder: the truncated (better-scored) checkpoint is skipped; picked: the complete one.
-    assert ckio.resolve_checkpoint(tmp_path / "run") == good
-    assert ckio.find_checkpoints(tmp_path / "run") == [good]
+    assert checkpoints.resolve_checkpoint(tmp_path / "run") == good
+    assert checkpoints.find_checkpoints(tmp_path / "run") == [good]
     # Named directly: refused by name, by resolve and by load_model (what eval and predict call).
     with pytest.raises(CheckpointError, match="checkpoint_epoch0002 is incomplete"):
-        ckio.resolve_checkpoint(bad)
+        checkpoints.resolve_checkpoint(bad)
     with pytest.raises(CheckpointError, match="incomplete or damaged"):
-        ckio.load_model(bad)
+        loading.load_model(bad)
 
 
 def test_skipped_incomplete_checkpoint_is_logged_by_name(tmp_path, cfg, weights, caplog):
     _write(tmp_path / "run" / "a", weights, cfg, 1, 0.2)
     bad = _write(tmp_path / "run" / "b", weights, cfg, 2, 0.9)
-    (bad / ckio.METRICS).unlink()
+    (bad / layout.METRICS).unlink()
     with caplog.at_level(logging.WARNING, logger="swiniqa"):
-        assert ckio.resolve_checkpoint(tmp_path / "run").name == "a"
+        assert checkpoints.resolve_checkpoint(tmp_path / "run").name == "a"
     assert any("skipping incomplete checkpoint" in r.getMessage() and str(bad) in r.getMessage()
                for r in caplog.records)
 
 
 def test_same_size_corruption_is_caught_by_sha256(tmp_path, cfg, weights):
     d = _write(tmp_path / "ck", weights, cfg, 1, 0.5)
-    size = (d / ckio.WEIGHTS).stat().st_size
-    with open(d / ckio.WEIGHTS, "r+b") as f:
+    size = (d / layout.WEIGHTS).stat().st_size
+    with open(d / layout.WEIGHTS, "r+b") as f:
         f.seek(size - 8)
         f.write(b"\x00\x01\x02\x03\x04\x05\x06\x07")
-    assert ckio.verify_checkpoint(d, hashes=False) == []  # sizes match ...
-    assert ckio.verify_checkpoint(d) == ["model.safetensors differs from the manifest (sha256)"]
+    assert checkpoints.verify_checkpoint(d, hashes=False) == []  # sizes match ...
+    assert checkpoints.verify_checkpoint(d) == ["model.safetensors differs from the manifest (sha256)"]
     with pytest.raises(CheckpointError, match="sha256"):
-        ckio.load_model(d)
+        loading.load_model(d)
 
 
 def test_checkpoint_without_manifest_is_incomplete(tmp_path, cfg, weights):
     d = _write(tmp_path / "ck", weights, cfg, 1, 0.5)
-    (d / ckio.MANIFEST).unlink()  # every other file whole: still unfinished, since model.json says "new format"
-    assert ckio.verify_checkpoint(d) == ["no manifest.json: the checkpoint was not finished writing"]
-    assert not ckio.is_complete(d)
+    (d / layout.MANIFEST).unlink()  # every other file whole: still unfinished, since model.json says "new format"
+    assert checkpoints.verify_checkpoint(d) == ["no manifest.json: the checkpoint was not finished writing"]
+    assert not checkpoints.is_complete(d)
 
 
 def test_old_format_folder_with_empty_config_is_incomplete(tmp_path, cfg, weights):
     d = _write(tmp_path / "ck", weights, cfg, 1, 0.5)
-    (d / ckio.MANIFEST).unlink()
-    (d / ckio.MODEL).unlink()  # as written before manifests and model.json
-    assert ckio.verify_checkpoint(d) == []
-    (d / ckio.CONFIG).write_text("")  # the 0-byte config.json a full disk left (issue #11 item 4)
-    assert any("config.json is empty or not valid JSON" in p for p in ckio.verify_checkpoint(d))
-    assert not ckio.is_complete(d)
+    (d / layout.MANIFEST).unlink()
+    (d / layout.MODEL).unlink()  # as written before manifests and model.json
+    assert checkpoints.verify_checkpoint(d) == []
+    (d / layout.CONFIG).write_text("")  # the 0-byte config.json a full disk left (issue #11 item 4)
+    assert any("config.json is empty or not valid JSON" in p for p in checkpoints.verify_checkpoint(d))
+    assert not checkpoints.is_complete(d)
 
 
 def test_failed_write_leaves_no_folder(tmp_path, cfg, weights, monkeypatch):
     def full_disk(*a, **k):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(ckio, "save_config", full_disk)
+    monkeypatch.setattr(checkpoints, "save_config", full_disk)
     with pytest.raises(OSError):
         _write(tmp_path / "run" / "checkpoint_epoch0001", weights, cfg, 1, 0.5)
     assert not (tmp_path / "run" / "checkpoint_epoch0001").exists()
@@ -119,17 +121,17 @@ def test_failed_write_leaves_no_folder(tmp_path, cfg, weights, monkeypatch):
 
 def test_failed_rewrite_leaves_the_folder_incomplete(tmp_path, cfg, weights, monkeypatch):
     d = _write(tmp_path / "ck", weights, cfg, 1, 0.5)
-    monkeypatch.setattr(ckio, "save_config", lambda *a, **k: (_ for _ in ()).throw(OSError(errno.ENOSPC, "full")))
+    monkeypatch.setattr(checkpoints, "save_config", lambda *a, **k: (_ for _ in ()).throw(OSError(errno.ENOSPC, "full")))
     with pytest.raises(OSError):
         _write(d, weights, cfg, 2, 0.6)
-    assert not (d / ckio.MANIFEST).exists() and not ckio.is_complete(d)
+    assert not (d / layout.MANIFEST).exists() and not checkpoints.is_complete(d)
 
 
 def test_resume_skips_an_incomplete_latest_checkpoint(tmp_path, cfg, weights):
     first = _write(tmp_path / "run" / "checkpoint_epoch0001", weights, cfg, 1, 0.2)
     second = _write(tmp_path / "run" / "checkpoint_epoch0002", weights, cfg, 2, 0.3)
     assert LocalSession(str(tmp_path / "run")).latest_checkpoint() == str(second)
-    _truncate(second / ckio.METRICS, keep=3)
+    _truncate(second / layout.METRICS, keep=3)
     assert LocalSession(str(tmp_path / "run")).latest_checkpoint() == str(first)
 
 
@@ -140,7 +142,7 @@ def test_cli_refuses_an_incomplete_checkpoint_in_one_line(tmp_path, cfg, weights
     from swiniqa.cli import main
 
     bad = _write(tmp_path / "run" / "checkpoint_epoch0001", weights, cfg, 1, 0.5)
-    _truncate(bad / ckio.WEIGHTS)
+    _truncate(bad / layout.WEIGHTS)
     img = tmp_path / "x.png"
     Image.new("RGB", (160, 160), (120, 30, 40)).save(img)
     args = ["predict", "--checkpoint", str(bad), str(img)] if verb == "predict" else \

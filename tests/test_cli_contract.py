@@ -109,7 +109,7 @@ def test_import_weights_cli_round_trip_and_refuses_code(tmp_path):
 
     from swiniqa import build_model
     from swiniqa.config import preset
-    from swiniqa.training import checkpoint as ckio
+    from swiniqa.models import loading
 
     torch.manual_seed(3)
     cfg = preset("demo").replace(patch_size=64)
@@ -121,7 +121,7 @@ def test_import_weights_cli_round_trip_and_refuses_code(tmp_path):
     assert r.returncode == 0, r.stderr[-1500:]
     out = last_json(r)
     assert os.path.samefile(out["checkpoint"], tmp_path / "ck")
-    model, loaded = ckio.load_model(str(tmp_path / "ck"))
+    model, loaded = loading.load_model(str(tmp_path / "ck"))
     assert loaded.patch_size == 64 and loaded.model_size == "nano"
     got = model.state_dict()
     for k, v in src.state_dict().items():

@@ -19,7 +19,7 @@ from swiniqa.cli import main  # noqa: E402
 from swiniqa.config import TrainConfig  # noqa: E402
 from swiniqa.errors import CheckpointError, DataError  # noqa: E402
 from swiniqa.models import build_model  # noqa: E402
-from swiniqa.training.checkpoint import write_checkpoint  # noqa: E402
+from swiniqa.checkpoints import write_checkpoint  # noqa: E402
 
 PATCH = 128
 
@@ -112,7 +112,7 @@ def test_eval_lower_is_better_writes_original_mos(tmp_path, capsys, ckpt):
 def test_evaluate_dataset_library_call_and_unreadable_image(tmp_path, ckpt):
     from swiniqa.data import read_dataset
     from swiniqa.evaluation.evaluate import evaluate_dataset
-    from swiniqa.training.checkpoint import load_model
+    from swiniqa.models.loading import load_model
 
     _csv_dataset(tmp_path / "data", n=5)
     model, cfg = load_model(ckpt)

@@ -16,7 +16,7 @@ def exported(demo_root, tmp_path_factory):
     from swiniqa.config import preset
     from swiniqa.models import build_model
     from swiniqa.serving.export import export_onnx
-    from swiniqa.training.checkpoint import write_checkpoint
+    from swiniqa.checkpoints import write_checkpoint
 
     d = tmp_path_factory.mktemp("export")
     cfg = preset("demo").replace(model_size="nano", patch_size=128, test_patches=3, data_root=str(demo_root))

@@ -18,7 +18,9 @@ from swiniqa import config as config_mod
 from swiniqa.config import MODEL_KEYS, PRESETS, ModelConfig, TrainConfig, preset
 from swiniqa.errors import CheckpointError, ConfigError
 from swiniqa.models import build_model, unwrap
-from swiniqa.training import checkpoint as ckio
+from swiniqa import checkpoints
+from swiniqa import layout
+from swiniqa.models import loading
 
 FIXTURE = Path(__file__).parent / "fixtures" / "old_checkpoint_v0"
 
@@ -29,9 +31,9 @@ def _small():
 
 def _remanifest(d: Path) -> None:
     """Rewrite the manifest after a deliberate edit (the test is about reading, not integrity)."""
-    files = {n: {"size": (d / n).stat().st_size, "sha256": ckio.sha256_file(d / n)}
-             for n in ckio.CHECKPOINT_FILES if n != ckio.MANIFEST and (d / n).is_file()}
-    (d / ckio.MANIFEST).write_text(json.dumps({"format": 1, "files": files}))
+    files = {n: {"size": (d / n).stat().st_size, "sha256": checkpoints.sha256_file(d / n)}
+             for n in checkpoints.CHECKPOINT_FILES if n != layout.MANIFEST and (d / n).is_file()}
+    (d / layout.MANIFEST).write_text(json.dumps({"format": 1, "files": files}))
 
 
 def _predict(ckpt, images):
@@ -91,8 +93,8 @@ def test_build_model_takes_a_model_config_or_a_run_config():
 # ------------------------------------------------------------------------------- checkpoints
 def test_old_checkpoint_fixture_loads_and_scores_the_same():
     expected = json.loads((FIXTURE / "expected_scores.json").read_text())["scores"]
-    assert not (FIXTURE / "checkpoint" / ckio.MODEL).exists()  # the pre-ModelConfig format
-    model, cfg = ckio.load_model(FIXTURE / "checkpoint")
+    assert not (FIXTURE / "checkpoint" / layout.MODEL).exists()  # the pre-ModelConfig format
+    model, cfg = loading.load_model(FIXTURE / "checkpoint")
     assert (cfg.target_in, cfg.target_hidden, cfg.hyper_in_channels, cfg.model_size, cfg.patch_size) == \
         (112, (56, 28, 14, 7), 56, "nano", 128)
     assert float(model.score_shift) == 50.0 and float(model.score_scale) == 10.0
@@ -105,30 +107,30 @@ def test_old_checkpoint_fixture_loads_and_scores_the_same():
 def test_old_checkpoint_with_renamed_training_keys_still_loads(tmp_path, caplog):
     ck = tmp_path / "ck"
     shutil.copytree(FIXTURE / "checkpoint", ck)
-    data = json.loads((ck / ckio.CONFIG).read_text())
+    data = json.loads((ck / layout.CONFIG).read_text())
     data.pop("rank_weight")
     data["cache_gigabytes"] = 3  # a key this version never had
-    (ck / ckio.CONFIG).write_text(json.dumps(data))
+    (ck / layout.CONFIG).write_text(json.dumps(data))
     with caplog.at_level(logging.INFO, logger="swiniqa"):
-        model, cfg = ckio.load_model(ck)
+        model, cfg = loading.load_model(ck)
     assert cfg.target_in == 112
     assert any("cache_gigabytes" in r.getMessage() for r in caplog.records)
-    assert ckio.read_config(ck).target_in == 112  # the full run config reads too, unknown key noted
+    assert checkpoints.read_config(ck).target_in == 112  # the full run config reads too, unknown key noted
 
 
 def test_checkpoint_writes_model_json_and_loading_reads_only_it(tmp_path):
     cfg = _small().replace(test_patches=3, seed=5)
     torch.manual_seed(1)
     m = build_model(cfg)
-    d = ckio.write_checkpoint(tmp_path / "ck", m.state_dict(), cfg, {"epoch": 1, "val_srcc": 0.3})
-    saved = json.loads((d / ckio.MODEL).read_text())
+    d = checkpoints.write_checkpoint(tmp_path / "ck", m.state_dict(), cfg, {"epoch": 1, "val_srcc": 0.3})
+    saved = json.loads((d / layout.MODEL).read_text())
     assert saved["model"] == cfg.model_config().to_dict()
     assert saved["inference"] == {"dataset": "demo", "resize": None, "resize_short": None, "test_patches": 3,
                                   "seed": 5}
     # A config.json this version could never read (invalid training values) does not matter.
-    (d / ckio.CONFIG).write_text(json.dumps({"lr": "fast", "model_size": "base", "patch_size": 7}))
+    (d / layout.CONFIG).write_text(json.dumps({"lr": "fast", "model_size": "base", "patch_size": 7}))
     _remanifest(d)
-    model, loaded = ckio.load_model(d)
+    model, loaded = loading.load_model(d)
     assert loaded.model_config() == cfg.model_config() and (loaded.test_patches, loaded.seed) == (3, 5)
     assert all(torch.equal(model.state_dict()[k], v) for k, v in m.state_dict().items())
 
@@ -137,15 +139,15 @@ def test_compile_prefixed_weights_load(tmp_path):
     """Files written before ``unwrap`` saw through torch.compile carry ``_orig_mod.`` keys."""
     ck = tmp_path / "ck"
     shutil.copytree(FIXTURE / "checkpoint", ck)
-    sd = load_file(str(ck / ckio.WEIGHTS))
-    save_file({f"_orig_mod.{k}": v for k, v in sd.items()}, str(ck / ckio.WEIGHTS))
-    model, _ = ckio.load_model(ck)
+    sd = load_file(str(ck / layout.WEIGHTS))
+    save_file({f"_orig_mod.{k}": v for k, v in sd.items()}, str(ck / layout.WEIGHTS))
+    model, _ = loading.load_model(ck)
     assert all(torch.equal(model.state_dict()[k], v) for k, v in sd.items())
     # and writing a wrapped model's state dict stores plain keys
-    d = ckio.write_checkpoint(tmp_path / "new", {f"module._orig_mod.{k}": v for k, v in sd.items()},
+    d = checkpoints.write_checkpoint(tmp_path / "new", {f"module._orig_mod.{k}": v for k, v in sd.items()},
                               preset("demo").replace(target_in=112, target_hidden=(56, 28, 14, 7),
                                                      hyper_in_channels=56), {"epoch": 1})
-    assert sorted(load_file(str(d / ckio.WEIGHTS))) == sorted(sd)
+    assert sorted(load_file(str(d / layout.WEIGHTS))) == sorted(sd)
 
 
 def test_unwrap_sees_through_ddp_and_compile():
@@ -166,11 +168,11 @@ def test_unwrap_sees_through_ddp_and_compile():
 # ------------------------------------------------------------------------------- resume with another model
 def test_resume_with_another_architecture_is_one_clear_error(tmp_path):
     cfg = _small()
-    d = ckio.write_checkpoint(tmp_path / "run" / "checkpoint_epoch0001", build_model(cfg).state_dict(), cfg,
+    d = checkpoints.write_checkpoint(tmp_path / "run" / "checkpoint_epoch0001", build_model(cfg).state_dict(), cfg,
                               {"epoch": 1, "val_srcc": 0.1})
-    ckio.check_resume(d, cfg.replace(lr=1e-4))  # training keys may change on resume
+    checkpoints.check_resume(d, cfg.replace(lr=1e-4))  # training keys may change on resume
     with pytest.raises(CheckpointError) as e:
-        ckio.check_resume(d, cfg.replace(model_size="micro", multiscale=False))
+        checkpoints.check_resume(d, cfg.replace(model_size="micro", multiscale=False))
     msg = str(e.value)
     assert "holds a different model" in msg and "new --name" in msg
     assert "asked now vs saved: model_size 'micro' vs 'nano', multiscale False vs True)" in msg  # lr: not listed
@@ -247,10 +249,10 @@ def test_a_compiled_run_checkpoint_evaluates(tiny_cfg, tmp_path, monkeypatch):
     splits, _ = prepare_splits(cfg, check=False)
     train_in_process(cfg, str(tmp_path / "run"), splits=splits)
     assert len(calls) == 1  # the loop really compiled the model
-    ck = ckio.resolve_checkpoint(tmp_path / "run")
-    keys = list(load_file(str(ck / ckio.WEIGHTS)))
+    ck = checkpoints.resolve_checkpoint(tmp_path / "run")
+    keys = list(load_file(str(ck / layout.WEIGHTS)))
     assert keys and not [k for k in keys if "_orig_mod" in k or k.startswith("module.")]
-    model, loaded = ckio.load_model(ck)
+    model, loaded = loading.load_model(ck)
     info = read_dataset(cfg.dataset, cfg.data_root)
     info.records = info.records[:4]
     metrics, preds = evaluate_dataset(model, loaded, info, patches=1, batch_size=4, device="cpu", progress=False)

@@ -242,7 +242,7 @@ def test_pull_into_an_unwritable_dest_is_a_user_error_and_leaves_nothing(tmp_pat
     import torch
 
     from swiniqa.config import preset
-    from swiniqa.training.checkpoint import write_checkpoint
+    from swiniqa.checkpoints import write_checkpoint
 
     write_checkpoint(tmp_path / "run" / "checkpoint_epoch0001", {"w": torch.zeros(3)}, preset("demo"),
                      {"epoch": 1, "val_srcc": 0.5})
@@ -263,7 +263,7 @@ def test_dmos_direction_note_is_shown_by_data_check_and_eval(tmp_path, capsys):
     assert main(["data", "check", "--dataset", "csv", "--data-root", str(tmp_path / "d"), "--score-col", "dmos",
                  "--patch-size", "32"]) == 0
     assert "--lower-is-better" in capsys.readouterr().out
-    from swiniqa.training.checkpoint import write_checkpoint
+    from swiniqa.checkpoints import write_checkpoint
     from test_evaluation import _checkpoint
 
     ck = _checkpoint(tmp_path / "ck")
@@ -353,7 +353,7 @@ def test_pull_json_has_checkpoints(tmp_path, capsys):
     import torch
 
     from swiniqa.config import preset
-    from swiniqa.training.checkpoint import write_checkpoint
+    from swiniqa.checkpoints import write_checkpoint
 
     write_checkpoint(tmp_path / "run" / "checkpoint_epoch0001", {"w": torch.zeros(3)}, preset("demo"),
                      {"epoch": 1, "val_srcc": 0.5})
@@ -386,7 +386,7 @@ def test_pull_skips_a_truncated_checkpoint_by_name_and_takes_the_next(tmp_path, 
     import torch
 
     from swiniqa.config import preset
-    from swiniqa.training.checkpoint import write_checkpoint
+    from swiniqa.checkpoints import write_checkpoint
 
     good = write_checkpoint(tmp_path / "run" / "checkpoint_epoch0001", {"w": torch.zeros(300)}, preset("demo"),
                             {"epoch": 1, "val_srcc": 0.5})
@@ -412,7 +412,7 @@ def test_pull_of_only_incomplete_checkpoints_fails_and_leaves_no_dest(tmp_path, 
     import torch
 
     from swiniqa.config import preset
-    from swiniqa.training.checkpoint import write_checkpoint
+    from swiniqa.checkpoints import write_checkpoint
 
     bad = write_checkpoint(tmp_path / "run" / "checkpoint_epoch0001", {"w": torch.zeros(3)}, preset("demo"),
                            {"epoch": 1, "val_srcc": 0.5})
@@ -507,7 +507,7 @@ def test_pull_checks_the_copy_against_the_manifest_hashes(tmp_path, capsys):
     import torch
 
     from swiniqa.config import preset
-    from swiniqa.training.checkpoint import write_checkpoint
+    from swiniqa.checkpoints import write_checkpoint
 
     bad = write_checkpoint(tmp_path / "run" / "checkpoint_epoch0001", {"w": torch.zeros(300)}, preset("demo"),
                            {"epoch": 1, "val_srcc": 0.5})

@@ -16,7 +16,8 @@ from swiniqa import pull as pull_mod
 from swiniqa.config import preset
 from swiniqa.errors import SwiniqaError
 from swiniqa.pull import pull
-from swiniqa.training.checkpoint import CONFIG, METRICS, WEIGHTS, write_checkpoint
+from swiniqa.checkpoints import write_checkpoint
+from swiniqa.layout import CONFIG, METRICS, WEIGHTS
 
 
 def _ckpt(d, **metrics):

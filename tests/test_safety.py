@@ -9,7 +9,8 @@ import torch
 from swiniqa.config import preset
 from swiniqa.errors import CheckpointError
 from swiniqa.models import build_model
-from swiniqa.training import checkpoint as ckio
+from swiniqa import checkpoints
+from swiniqa.models import loading
 
 
 class _Evil:
@@ -46,7 +47,7 @@ def test_malicious_pickle_is_refused_by_predict_and_runs_nothing(tmp_path, capsy
 def test_import_weights_refuses_code(tmp_path, name):
     evil, marker = _evil_file(tmp_path, name)
     with pytest.raises(CheckpointError, match="refusing"):
-        ckio.import_weights(evil, preset("demo").replace(model_size="nano"), tmp_path / "out")
+        loading.import_weights(evil, preset("demo").replace(model_size="nano"), tmp_path / "out")
     assert not marker.exists()
 
 
@@ -54,8 +55,8 @@ def test_import_weights_converts_a_plain_state_dict(tmp_path):
     cfg = preset("demo").replace(model_size="nano")
     m = build_model(cfg)
     torch.save({"model": {f"module.{k}": v for k, v in m.state_dict().items()}}, tmp_path / "ref.pth")
-    out = ckio.import_weights(tmp_path / "ref.pth", cfg, tmp_path / "ck")
-    model, cfg2 = ckio.load_model(out)
+    out = loading.import_weights(tmp_path / "ref.pth", cfg, tmp_path / "ck")
+    model, cfg2 = loading.load_model(out)
     assert cfg2.model_size == "nano"
     for k, v in m.state_dict().items():
         assert torch.equal(model.state_dict()[k], v)
@@ -64,18 +65,18 @@ def test_import_weights_converts_a_plain_state_dict(tmp_path):
 def test_checkpoint_of_another_architecture_is_a_clear_error(tmp_path):
     cfg = preset("demo").replace(model_size="nano")
     m = build_model(cfg.replace(model_size="micro"))
-    ckio.write_checkpoint(tmp_path / "ck", m.state_dict(), cfg, {"val_srcc": 0.1, "epoch": 1})
+    checkpoints.write_checkpoint(tmp_path / "ck", m.state_dict(), cfg, {"val_srcc": 0.1, "epoch": 1})
     with pytest.raises(CheckpointError, match="does not fit"):
-        ckio.load_model(tmp_path / "ck")
+        loading.load_model(tmp_path / "ck")
     torch.save(m.state_dict(), tmp_path / "w.pth")
     with pytest.raises(CheckpointError, match="does not match"):
-        ckio.import_weights(tmp_path / "w.pth", cfg, tmp_path / "out")
+        loading.import_weights(tmp_path / "w.pth", cfg, tmp_path / "out")
 
 
 def test_incomplete_checkpoint_folder_is_never_picked(tmp_path):
     cfg = preset("demo").replace(model_size="nano")
     m = build_model(cfg)
-    ckio.write_checkpoint(tmp_path / "run" / "a", m.state_dict(), cfg, {"val_srcc": 0.2, "epoch": 1})
-    ckio.write_checkpoint(tmp_path / "run" / "b", m.state_dict(), cfg, {"val_srcc": 0.9, "epoch": 2})
+    checkpoints.write_checkpoint(tmp_path / "run" / "a", m.state_dict(), cfg, {"val_srcc": 0.2, "epoch": 1})
+    checkpoints.write_checkpoint(tmp_path / "run" / "b", m.state_dict(), cfg, {"val_srcc": 0.9, "epoch": 2})
     os.remove(tmp_path / "run" / "b" / "metrics.json")  # as if the writer died before the last rename
-    assert ckio.resolve_checkpoint(tmp_path / "run").name == "a"
+    assert checkpoints.resolve_checkpoint(tmp_path / "run").name == "a"

@@ -19,7 +19,7 @@ def ckpt(demo_root, tmp_path_factory):
     """A nano checkpoint with random weights and a label scale (scores in 'MOS' units, distinct per image)."""
     from swiniqa.config import preset
     from swiniqa.models import build_model
-    from swiniqa.training.checkpoint import write_checkpoint
+    from swiniqa.checkpoints import write_checkpoint
 
     cfg = preset("demo").replace(model_size="nano", patch_size=128, test_patches=3, data_root=str(demo_root))
     torch.manual_seed(5)

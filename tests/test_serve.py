@@ -24,7 +24,7 @@ def server(ray_session, demo_root, tmp_path_factory):
     from swiniqa.config import preset
     from swiniqa.models import build_model
     from swiniqa.serving.serve import start_server
-    from swiniqa.training.checkpoint import write_checkpoint
+    from swiniqa.checkpoints import write_checkpoint
 
     cfg = preset("demo").replace(model_size="nano", patch_size=128, test_patches=3, data_root=str(demo_root))
     torch.manual_seed(7)

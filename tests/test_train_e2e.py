@@ -6,7 +6,9 @@ import os
 
 import pytest
 
-from swiniqa.training import checkpoint as ckio
+from swiniqa import checkpoints
+
+from swiniqa.models import loading
 
 
 def _tb_scalars(logdir):
@@ -70,7 +72,7 @@ def test_cli_train_ddp_json_and_checkpoint_folder(ray_session, tiny_cfg, tmp_pat
     ck = run / best_dir
     metrics = json.loads((ck / "metrics.json").read_text())
     assert metrics["val_srcc"] == pytest.approx(s["srcc"]) and metrics["val_plcc"] == pytest.approx(s["plcc"])
-    assert ckio.read_config(ck).to_dict() == s["config"]
+    assert checkpoints.read_config(ck).to_dict() == s["config"]
     st = torch.load(run / last_dir / "state.pt", map_location="cpu", weights_only=True)
     assert st["epoch"] == 2 and {"optimizer", "scheduler", "history"} <= set(st)
     assert len(st["optimizer"]["param_groups"]) == 2  # backbone and head groups
@@ -79,13 +81,13 @@ def test_cli_train_ddp_json_and_checkpoint_folder(ray_session, tiny_cfg, tmp_pat
     if s["best_epoch"] == 3:
         assert not latest_best.exists()
     else:
-        want = ckio.read_weights(ck)
-        got = ckio.read_weights(run / last_dir, best=True)
+        want = checkpoints.read_weights(ck)
+        got = checkpoints.read_weights(run / last_dir, best=True)
         assert latest_best.is_file() and all(torch.equal(got[k], want[k]) for k in want)
     # DDP's wrapper is not in the saved keys: the checkpoint loads into a plain model and predicts
-    weights = ckio.read_weights(ck)
+    weights = checkpoints.read_weights(ck)
     assert not any(k.startswith("module.") for k in weights)
-    model, cfg = ckio.load_model(str(run))
+    model, cfg = loading.load_model(str(run))
     assert (cfg.model_size, cfg.patch_size) == ("nano", 64)
     with torch.no_grad():
         assert torch.isfinite(model(torch.rand(2, 3, 64, 64))).all()

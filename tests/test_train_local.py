@@ -6,7 +6,7 @@ import pytest
 from learnable_data import noise_config, write_noise_dataset
 
 from swiniqa.errors import TrainingError
-from swiniqa.training import checkpoint as ckio
+from swiniqa import checkpoints
 from swiniqa.training.loop import train_in_process
 from swiniqa.training.trainer import prepare_splits
 
@@ -37,8 +37,8 @@ def test_loop_runs_and_resumes_without_repeating_epochs(small, tmp_path):
     assert [h["epoch"] for h in final2["history"]] == [1, 2, 3]
     assert [h["train_loss"] for h in final2["history"][:2]] == [r["train_loss"] for r in reports]
     # (that the resumed epochs equal an uninterrupted run's: test_core_behaviour.py)
-    best = ckio.resolve_checkpoint(tmp_path / "run")
-    assert ckio.read_metrics(best)["val_srcc"] == max(r["val_srcc"] for r in reports + reports2
+    best = checkpoints.resolve_checkpoint(tmp_path / "run")
+    assert checkpoints.read_metrics(best)["val_srcc"] == max(r["val_srcc"] for r in reports + reports2
                                                       if math.isfinite(r["val_srcc"]))
 
 
@@ -46,7 +46,7 @@ def test_non_finite_loss_stops_with_a_reason_and_no_checkpoint(small, tmp_path):
     cfg, splits = small
     with pytest.raises(TrainingError, match="non-finite"):
         train_in_process(cfg.replace(lr=1e30, grad_clip=0.0, warmup_epochs=0), str(tmp_path / "nan"), splits=splits)
-    assert ckio.find_checkpoints(tmp_path / "nan") == []
+    assert checkpoints.find_checkpoints(tmp_path / "nan") == []
 
 
 def test_patience_stops_the_run_and_the_latest_checkpoint_keeps_the_best_weights(small, tmp_path):
@@ -61,8 +61,8 @@ def test_patience_stops_the_run_and_the_latest_checkpoint_keeps_the_best_weights
     assert reports[1]["val_srcc"] == reports[0]["val_srcc"]
     first, second = tmp_path / "p" / "checkpoint_epoch0001", tmp_path / "p" / "checkpoint_epoch0002"
     assert not (first / "best_model.safetensors").exists()  # epoch 1 was the best: its own weights are
-    best = ckio.read_weights(second, best=True)
-    own = ckio.read_weights(first)
+    best = checkpoints.read_weights(second, best=True)
+    own = checkpoints.read_weights(first)
     assert (second / "best_model.safetensors").is_file() and best.keys() == own.keys()
     assert all(torch.equal(best[k], own[k]) for k in own)
 

@@ -228,6 +228,6 @@ def fetch_checkpoint(uri: str) -> str:
         DataError: the storage refused (no bucket, credentials, access).
         CheckpointError: no complete checkpoint there, or a copied file does not match the manifest.
     """
-    from swiniqa.training.checkpoint import require_complete, resolve_checkpoint
+    from swiniqa.checkpoints import require_complete, resolve_checkpoint
 
     return str(require_complete(resolve_checkpoint(stage(uri)), hashes=True))

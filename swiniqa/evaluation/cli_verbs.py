@@ -23,7 +23,7 @@ def _parse_resize(raw: Optional[str]) -> Any:
 
 def _checkpoint_path(path: str) -> str:
     from swiniqa.storage import is_remote
-    from swiniqa.training.checkpoint import FOREIGN_SUFFIXES, resolve_checkpoint
+    from swiniqa.checkpoints import FOREIGN_SUFFIXES, resolve_checkpoint
 
     if is_remote(path):  # copied once into the local cache, verified against its manifest
         from swiniqa.data.staging import fetch_checkpoint
@@ -36,7 +36,7 @@ def _checkpoint_path(path: str) -> str:
 
 def _load(path: str, device: Optional[str]):
     from swiniqa.evaluation.evaluate import default_device
-    from swiniqa.training.checkpoint import load_model
+    from swiniqa.models.loading import load_model
 
     ckpt = _checkpoint_path(path)
     model, cfg = load_model(ckpt, device=str(default_device(device)))
@@ -166,7 +166,7 @@ def cmd_complexity(args: argparse.Namespace) -> int:
         return 0
 
     if args.checkpoint:
-        from swiniqa.training.checkpoint import read_config
+        from swiniqa.checkpoints import read_config
 
         import os
 

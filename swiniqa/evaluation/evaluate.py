@@ -1,6 +1,6 @@
 """Evaluate a trained model on every image of a dataset: patch-averaged scores, all metrics, a CSV.
 
-    from swiniqa.training.checkpoint import load_model
+    from swiniqa.models.loading import load_model
     from swiniqa.data import read_dataset
     from swiniqa.evaluation.evaluate import evaluate_dataset, write_predictions
 
@@ -147,7 +147,7 @@ def evaluate_dataset(model: torch.nn.Module, cfg: TrainConfig, info: DatasetInfo
     """Score every image of ``info`` and compare with its labels.
 
     Args:
-        model: the IQA model (e.g. from :func:`swiniqa.training.checkpoint.load_model`).
+        model: the IQA model (e.g. from :func:`swiniqa.models.loading.load_model`).
         cfg: its config (patch size, test patches, seed, preprocessing).
         info: the dataset (:func:`swiniqa.data.records.read_dataset`).
         patches: crops per image (default ``cfg.test_patches``).

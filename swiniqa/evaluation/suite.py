@@ -192,7 +192,8 @@ def _load(checkpoint) -> tuple[torch.nn.Module, TrainConfig, str]:
     """``(model, cfg, what)`` of a loaded pair, a checkpoint file/folder or a run folder (its best)."""
     if isinstance(checkpoint, tuple):
         return checkpoint[0], checkpoint[1], "(in-memory model)"
-    from swiniqa.training.checkpoint import load_model, resolve_checkpoint
+    from swiniqa.checkpoints import resolve_checkpoint
+    from swiniqa.models.loading import load_model
 
     ckpt = str(resolve_checkpoint(checkpoint)) if not str(checkpoint).endswith(
         (".pt", ".pth", ".pkl", ".bin", ".ckpt", ".safetensors")) else str(checkpoint)

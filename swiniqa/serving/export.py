@@ -135,7 +135,7 @@ def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike, opset: in
         DataError: ``out`` is not writable or a verification image cannot be decoded.
     """
     from swiniqa.serving.runtime import crop_spec
-    from swiniqa.training.checkpoint import load_model
+    from swiniqa.models.loading import load_model
 
     out = os.fspath(out)
     if not out.lower().endswith(".onnx"):

@@ -200,7 +200,7 @@ def load_scorer(path: str | os.PathLike, device: str = "cpu", threads: Optional[
     if p.lower().endswith(ONNX_SUFFIX):
         cfg = onnx_config(p)
         return OnnxModel(p, threads=threads), cfg
-    from swiniqa.training.checkpoint import load_model
+    from swiniqa.models.loading import load_model
 
     return load_model(p, device=device)
 

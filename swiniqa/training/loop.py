@@ -30,7 +30,7 @@ from swiniqa.data.staging import localise_splits
 from swiniqa.errors import TrainingError
 from swiniqa.evaluation.inference import evaluate_split
 from swiniqa.models import build_model, unwrap
-from swiniqa.training import checkpoint as ckio
+from swiniqa import checkpoints as ckio
 from swiniqa.training.optim import make_optimizer, make_schedule
 from swiniqa.training.session import CHECKPOINT_SCORE, RaySession, Session, checkpoint_score
 from swiniqa.training.worker_input import WorkerInput

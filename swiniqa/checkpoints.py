@@ -18,7 +18,8 @@ under a temporary name and renamed, and the manifest goes last, so a writer that
 worker, a copy cut short) leaves a folder that :func:`verify_checkpoint` names as incomplete and that
 resume, ``eval``, ``predict`` and ``pull`` skip or refuse. Folders written before manifests existed
 (no ``manifest.json`` and no ``model.json``) are accepted when their files are there and their JSON parses;
-:func:`load_model` then takes only the architecture keys of their ``config.json``.
+:func:`read_model_json` then takes only the architecture keys of their ``config.json``. Turning a checkpoint
+into a model (``load_model``, ``import_weights``) is :mod:`swiniqa.models.loading`.
 
 Keys are saved without wrapper prefixes (DDP's ``module.``, ``torch.compile``'s ``_orig_mod.``), and a
 stray prefix in an older file is stripped on reading.
@@ -36,14 +37,14 @@ import shutil
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterable, Optional
 
 import torch
 from safetensors.torch import load_file, save_file
 
 from swiniqa.config import ModelConfig, TrainConfig, config_from_dict, save_config, type_hints
 from swiniqa.errors import CheckpointError, SwiniqaError
-from swiniqa.layout import (BEST_WEIGHTS, CONFIG, DATASET_FINGERPRINT, ENVIRONMENT, MANIFEST,  # noqa: F401
+from swiniqa.layout import (BEST_WEIGHTS, CONFIG, DATASET_FINGERPRINT, ENVIRONMENT, MANIFEST,
                             METRICS, MODEL, STATE, WEIGHTS)
 
 log = logging.getLogger("swiniqa.checkpoint")
@@ -241,11 +242,6 @@ def is_complete(path: str | os.PathLike, hashes: bool = False) -> bool:
     return not verify_checkpoint(path, hashes=hashes)
 
 
-def is_checkpoint(d: Path) -> bool:
-    """A complete checkpoint folder (see :func:`is_complete`)."""
-    return is_complete(d)
-
-
 def read_metrics(d: str | os.PathLike) -> dict[str, Any]:
     p = Path(d) / METRICS
     try:
@@ -315,24 +311,6 @@ def read_model_config(d: str | os.PathLike) -> ModelConfig:
     return read_model_json(d)[0]
 
 
-def _scoring_config(mcfg: ModelConfig, inference: dict[str, Any], source: Path) -> TrainConfig:
-    """A TrainConfig for the scoring code: the architecture and inference settings of a checkpoint; its
-    training keys are defaults (the run's own are in ``config.json``, see :func:`read_config`)."""
-    first = {**mcfg.to_dict(), "pretrained": False, "pretrained_path": None,
-             "resize": inference.get("resize"), "resize_short": inference.get("resize_short")}
-    try:
-        cfg = TrainConfig().replace(**first)
-    except SwiniqaError as e:
-        raise CheckpointError(f"{source}: resize settings not valid for this version: {e}") from None
-    for k in ("dataset", "test_patches", "seed"):
-        if k in inference:
-            try:
-                cfg = cfg.replace(**{k: inference[k]})
-            except SwiniqaError as e:
-                log.warning("%s: ignoring %s (%s)", source, k, e)
-    return cfg
-
-
 def read_state(d: str | os.PathLike) -> Optional[dict[str, Any]]:
     p = Path(d) / STATE
     if not p.is_file():
@@ -381,24 +359,48 @@ def _looks_like_checkpoint(d: Path) -> bool:
     return any((d / n).exists() for n in CHECKPOINT_FILES if n not in PROVENANCE_FILES)
 
 
+def checkpoint_folders(files: Iterable[str]) -> list[str]:
+    """The checkpoint folders of a tree, from the relative paths of its files (any storage: a local walk or an
+    object-store listing): each folder holding a checkpoint file other than the provenance ones (a run folder
+    has those too), hidden entries skipped, the top-most only (never one inside another); ``""`` is the root.
+
+    This is the one scanner: :func:`scan_checkpoints` (local folders) and ``swiniqa pull`` (any storage) use it.
+    """
+    marks = {n for n in CHECKPOINT_FILES if n not in PROVENANCE_FILES}
+    found = set()
+    for rel in files:
+        parts = str(rel).strip("/").split("/")
+        if parts[-1] in marks and not any(p.startswith(".") for p in parts):
+            found.add("/".join(parts[:-1]))
+    out: list[str] = []
+    for d in sorted(found):
+        if not any(c == "" or d.startswith(c + "/") for c in out):
+            out.append(d)
+    return out
+
+
 def scan_checkpoints(root: str | os.PathLike) -> tuple[list[Path], list[tuple[Path, list[str]]]]:
-    """Checkpoint folders at or below ``root`` (hidden temp folders skipped, not descending into one).
+    """Checkpoint folders at or below ``root`` (:func:`checkpoint_folders`: hidden temp folders skipped, not
+    descending into one).
 
     Returns:
         ``(complete, incomplete)``: sorted complete folders, and ``(folder, problems)`` for the others.
     """
+    root = Path(root)
+    files = []
+    for dirpath, dirnames, names in os.walk(root):
+        dirnames[:] = [n for n in dirnames if not n.startswith(".")]
+        rel = os.path.relpath(dirpath, root)
+        files += [n if rel == "." else f"{rel}/{n}" for n in names]
     complete: list[Path] = []
     incomplete: list[tuple[Path, list[str]]] = []
-    for dirpath, dirnames, _ in os.walk(Path(root)):
-        dirnames[:] = sorted(n for n in dirnames if not n.startswith("."))
-        p = Path(dirpath)
-        if _looks_like_checkpoint(p):
-            problems = verify_checkpoint(p, hashes=False)
-            if problems:
-                incomplete.append((p, problems))
-            else:
-                complete.append(p)
-            dirnames[:] = []
+    for rel in checkpoint_folders(files):
+        p = root / rel if rel else root
+        problems = verify_checkpoint(p, hashes=False)
+        if problems:
+            incomplete.append((p, problems))
+        else:
+            complete.append(p)
     return sorted(complete), incomplete
 
 
@@ -463,50 +465,6 @@ def resolve_checkpoint(path: str | os.PathLike, metric: str = "val_srcc") -> Pat
     return max(cands, key=score)
 
 
-def load_model(path: str | os.PathLike, device: str = "cpu") -> tuple[torch.nn.Module, TrainConfig]:
-    """Rebuild the model a checkpoint describes and load its weights (no flags need repeating).
-
-    The architecture comes from ``model.json`` alone (an older checkpoint's ``config.json`` otherwise, of
-    which only the architecture keys are read), so later changes to training keys never break loading.
-
-    Args:
-        path: a checkpoint folder, a run/experiment folder (its best complete checkpoint), or a weights file
-            with ``model.json``/``config.json`` beside it.
-        device: where to put the model.
-    Returns:
-        ``(model in eval mode, cfg)``; ``cfg`` holds the architecture and the inference settings saved with
-        it (``dataset``, ``resize``, ``resize_short``, ``test_patches``, ``seed``); its other keys are
-        defaults (use :func:`read_config` for the run's full config).
-    Raises:
-        CheckpointError: nothing there, an incomplete or damaged checkpoint, unsafe or mismatched weights.
-    """
-    from swiniqa.models import build_model
-
-    p = Path(path)
-    if p.is_file() and (p.suffix in FOREIGN_SUFFIXES or (p.suffix == ".safetensors" and not (p.parent / METRICS).is_file())):
-        sd = clean_state_dict(read_foreign_state_dict(p))  # weights-only: a code-running pickle is refused here
-        if not ((p.parent / MODEL).is_file() or (p.parent / CONFIG).is_file()):
-            raise CheckpointError(f"{p} has no {MODEL} or {CONFIG} beside it, so its architecture is unknown; convert "
-                                  f"it with `swiniqa import-weights {p} --preset paper --out DIR` (plus --model-size/--set)")
-        d = p.parent
-    else:
-        d = require_complete(resolve_checkpoint(path))
-        sd = read_weights(d)
-    mcfg, inference = read_model_json(d)
-    cfg = _scoring_config(mcfg, inference, d)
-    model = build_model(mcfg, pretrained=False)
-    own = model.state_dict()
-    missing = [k for k in own if k not in sd]
-    unexpected = [k for k in sd if k not in own]
-    shape = [k for k in sd if k in own and tuple(sd[k].shape) != tuple(own[k].shape)]
-    if missing or unexpected or shape:
-        raise CheckpointError(
-            f"checkpoint {d} does not fit the architecture in its config ({len(missing)} missing, "
-            f"{len(unexpected)} unexpected, {len(shape)} mis-shaped keys, e.g. {(missing + unexpected + shape)[0]})")
-    model.load_state_dict(sd)
-    return model.to(device).eval(), cfg
-
-
 FOREIGN_SUFFIXES = (".pt", ".pth", ".pkl", ".bin", ".ckpt")
 
 
@@ -538,25 +496,3 @@ def read_foreign_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     return clean_state_dict(obj)
 
 
-def import_weights(path: str | os.PathLike, cfg: TrainConfig, out: str | os.PathLike) -> Path:
-    """Convert a foreign state dict (e.g. the reference study's ``.pth``) into a checkpoint folder.
-
-    Keys must match this package's module names (``backbone.net.*``, ``head.*``); when they do not,
-    the error names the first unmatched keys rather than guessing a mapping.
-    """
-    from swiniqa.models import build_model
-
-    sd = read_foreign_state_dict(path)
-    model = build_model(cfg.replace(pretrained=False, pretrained_path=None))
-    own = model.state_dict()
-    missing = [k for k in own if k not in sd and not k.startswith("score_")]
-    unexpected = [k for k in sd if k not in own]
-    shape = [k for k in sd if k in own and tuple(sd[k].shape) != tuple(own[k].shape)]
-    if missing or unexpected or shape:
-        raise CheckpointError(
-            f"{path} does not match the {cfg.backbone}/{cfg.model_size} architecture (multiscale={cfg.multiscale}, "
-            f"attention={cfg.attention}): {len(missing)} missing, {len(unexpected)} unexpected, {len(shape)} "
-            f"mis-shaped keys (e.g. {(missing + unexpected + shape)[:3]}); pick the matching --model-size/--set "
-            "flags, or convert its key names first")
-    model.load_state_dict(sd, strict=False)
-    return write_checkpoint(out, model.state_dict(), cfg, {"imported_from": str(path), "epoch": 0})
