@@ -136,7 +136,7 @@ def cmd_data_check(args: argparse.Namespace) -> int:
 
 
 def cmd_import_weights(args: argparse.Namespace) -> int:
-    from swiniqa.models.loading import import_weights
+    from swiniqa.training.checkpoint import import_weights
 
     cfg = config_from_args(args, default_preset="paper", keys=cc.MODEL_KEYS)
     cc.check_output_dir(args.out, "--out")
@@ -216,13 +216,21 @@ def main(argv: Optional[list[str]] = None) -> int:
     SIGTERM stops a verb as Ctrl-C does (cleanup runs, Ray is shut down at exit), with exit code 143.
     """
     global _JSON_ERRORS
+    as_command = argv is None  # the ``swiniqa`` process itself, not a caller's main([...])
     argv = sys.argv[1:] if argv is None else list(argv)
     _JSON_ERRORS = "--json" in argv[:argv.index("--")] if "--" in argv else "--json" in argv
     on_main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _raise_terminated) if on_main else None
+    native = None
+    if as_command and "--debug" not in argv:  # Ray's C++ lines off the command's stderr (not in callers' processes)
+        from swiniqa.ray_runtime import NativeStderrFilter
+
+        native = NativeStderrFilter()
     try:
         return _run(argv)
     finally:
+        if native is not None:
+            native.close()
         if on_main:
             signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 

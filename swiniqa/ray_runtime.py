@@ -26,23 +26,161 @@ QUIET_ENV = {
 }
 
 
+#: Ray's loggers in the driver that print INFO lines of their own (Serve's "Started Serve in namespace",
+#: "Connecting to existing Serve app", "Application ... is ready"; Ray Data's execution plans): shown with
+#: ``--debug`` only.
+QUIET_LOGGERS = ("ray", "ray.serve", "ray.data", "ray.train", "ray.tune")
+
+log = logging.getLogger("swiniqa.ray")
+
+
 def ensure_ray(num_cpus: Optional[int] = None) -> None:
-    """Connect to ``RAY_ADDRESS`` when set, else start a quiet local Ray (dashboard on, loopback only:
-    Tune's early stopping needs the state API to free stopped trials' workers)."""
+    """Connect to ``RAY_ADDRESS`` when set, else start this process's *own* quiet local Ray (dashboard on,
+    loopback only: Tune's early stopping needs the state API to free stopped trials' workers).
+
+    Without ``RAY_ADDRESS`` a Ray already running on the machine (``ray start --head``, someone else's) is never
+    joined (``address="local"``; Ray's default would attach to it and run our actors under its resources and
+    lifetime): a note names it and says how to use it. Ray's Python loggers (Serve's and Ray Data's INFO lines)
+    are quieted unless ``--debug`` (``SWINIQA_RAY_LOGS``); the C++ core worker's lines, written straight to file
+    descriptor 2, are filtered by :class:`NativeStderrFilter`, which the CLI installs. A SIGTERM handler
+    set by the caller (the CLI's: stop like Ctrl-C, exit 143) is kept: ``ray.init`` replaces it, and the C++
+    core worker installs a handler that aborts with a stack dump."""
     import ray
 
     if ray.is_initialized():
         return
+    debug = bool(os.environ.get("SWINIQA_RAY_LOGS"))
     for k, v in QUIET_ENV.items():
         os.environ.setdefault(k, v)
-    kwargs: dict[str, Any] = dict(log_to_driver=bool(os.environ.get("SWINIQA_RAY_LOGS")),
-                                  logging_level="ERROR", configure_logging=True)
-    if os.environ.get("RAY_ADDRESS"):
-        ray.init(address=os.environ["RAY_ADDRESS"], **kwargs)
-    else:
-        ray.init(num_cpus=num_cpus, dashboard_host="127.0.0.1", dashboard_port=dashboard_port(), **kwargs)
-    if not os.environ.get("SWINIQA_RAY_LOGS"):
+    kwargs: dict[str, Any] = dict(log_to_driver=debug, logging_level="ERROR", configure_logging=True)
+    with _keeping_sigterm_handler():
+        if os.environ.get("RAY_ADDRESS"):
+            ray.init(address=os.environ["RAY_ADDRESS"], **kwargs)
+        else:
+            _note_running_cluster()
+            ray.init(address="local", num_cpus=num_cpus, dashboard_host="127.0.0.1", dashboard_port=dashboard_port(),
+                     **kwargs)
+    if not debug:
         _quiet_raylet_errors()
+        for name in QUIET_LOGGERS:
+            logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def running_cluster() -> Optional[str]:
+    """The address of a Ray cluster started on this machine with ``ray start`` and still running, or None.
+
+    ``ray start`` records its address in ``<temp dir>/ray/ray_current_cluster``; it counts as running when a
+    process of that cluster (its GCS, raylet) is alive with that address."""
+    try:
+        from ray._private.services import find_bootstrap_address, find_gcs_addresses
+
+        address = find_bootstrap_address(None)
+        if not address:
+            return None
+        find_gcs_addresses.cache_clear()
+        return address if address in find_gcs_addresses() else None
+    except Exception:  # noqa: BLE001 - only used for a note
+        return None
+
+
+def _note_running_cluster() -> None:
+    address = running_cluster()
+    if address:
+        log.warning("note: a Ray cluster is running on this machine at %s; this command starts its own local Ray "
+                    "instead. To run on that cluster, set RAY_ADDRESS=%s", address, address)
+
+
+#: A line of Ray's C++ logging: ``[2026-12-03 07:44:59,369 W 4898 4898] core_worker.cc:123: ...``.
+_NATIVE_LINE = re.compile(rb"^(\x1b\[[0-9;]*m)?(\(\w+(, [^)]*)?\)(\x1b\[0m)? )?"
+                          rb"\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ [DIWEF] \d+ \d+\] ")
+
+
+class NativeStderrFilter:
+    """Keep Ray's C++ log lines off this process's stderr: file descriptor 2 becomes a pipe, and a thread
+    forwards everything else to the real stderr at once (progress redraws included) and sends lines in Ray's
+    C++ log format (the core worker's warnings such as "Actor with class name: 'MapWorker(...)' ... has
+    constructor arguments in the object store and max_restarts > 0") to the ``swiniqa.ray`` debug log.
+
+    The CLI installs it for a whole command unless ``--debug``, and calls :meth:`close` before exiting, which
+    restores descriptor 2 and forwards what is left."""
+
+    def __init__(self) -> None:
+        import sys
+        import threading
+
+        sys.stderr.flush()
+        self._real = os.dup(2)
+        r, w = os.pipe()
+        os.dup2(w, 2)
+        os.close(w)
+        self._thread = threading.Thread(target=self._pump, args=(r,), name="swiniqa-stderr", daemon=True)
+        self._thread.start()
+
+    def _pump(self, r: int) -> None:
+        pending = b""
+        while True:
+            try:
+                chunk = os.read(r, 65536)
+            except OSError:
+                chunk = b""
+            if not chunk:
+                break
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            for line in lines:
+                self._line(line + b"\n")
+            if pending and not pending.lstrip(b"\r").startswith((b"[", b"\x1b", b"(")):
+                self._write(pending)  # a partial line that cannot be Ray's (a progress redraw): show it now
+                pending = b""
+        if pending:
+            self._line(pending)
+        os.close(r)
+
+    def _line(self, line: bytes) -> None:
+        if _NATIVE_LINE.match(line.lstrip(b"\r")):
+            log.debug("%s", line.decode(errors="replace").rstrip())
+        else:
+            self._write(line)
+
+    def _write(self, data: bytes) -> None:
+        try:
+            os.write(self._real, data)
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        """Restore descriptor 2 and forward what is still in the pipe (waits up to 2 s)."""
+        import sys
+
+        try:
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            pass
+        os.dup2(self._real, 2)  # closes the pipe's last write end (unless a child inherited it): the pump ends
+        self._thread.join(timeout=2.0)
+        os.close(self._real)
+
+
+class _keeping_sigterm_handler:
+    """Restore the caller's Python SIGTERM handler after ``ray.init`` (main thread only); with none, re-install
+    Ray's own Python handler (a clean ``sys.exit``) over the C++ one that aborts with a dump."""
+
+    def __enter__(self):
+        import signal
+        import threading
+
+        self.on_main = threading.current_thread() is threading.main_thread()
+        self.before = signal.getsignal(signal.SIGTERM) if self.on_main else None
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import signal
+
+        if not self.on_main:
+            return
+        own = self.before if callable(self.before) else signal.getsignal(signal.SIGTERM)
+        if callable(own):
+            signal.signal(signal.SIGTERM, own)
 
 
 def _quiet_raylet_errors() -> None:

@@ -22,8 +22,9 @@ def ray_session():
         # A free dashboard port: another Ray on this machine (a second test run, a user's sweep) may hold 8265.
         from swiniqa.ray_runtime import dashboard_port
 
-        ray.init(num_cpus=2, log_to_driver=False, dashboard_host="127.0.0.1", dashboard_port=dashboard_port(0),
-                 logging_level="ERROR")
+        # address="local": never join a Ray that happens to run on the machine (`ray start`, RAY_ADDRESS).
+        ray.init(address="local", num_cpus=2, log_to_driver=False, dashboard_host="127.0.0.1",
+                 dashboard_port=dashboard_port(0), logging_level="ERROR")
     yield ray
     ray.shutdown()
 

@@ -43,7 +43,7 @@ def nano_ckpt(tmp_path_factory):
 
     from swiniqa.config import preset
     from swiniqa.models import build_model
-    from swiniqa.checkpoints import write_checkpoint
+    from swiniqa.training.checkpoint import write_checkpoint
 
     cfg = preset("demo").replace(model_size="nano", patch_size=64, test_patches=3)
     torch.manual_seed(3)
@@ -79,7 +79,7 @@ def test_every_output_flag_is_refused_before_any_work(tmp_path, nano_ckpt, capsy
     """/proc takes no new file (even for root, where os.access says yes): each verb refuses its output flag in
     one line before reading data, loading the model or starting Ray, and creates nothing."""
     import swiniqa.serving.runtime as runtime
-    import swiniqa.models.loading as loading
+    import swiniqa.training.checkpoint as loading
 
     def no_work(*a, **k):
         raise AssertionError("work started before the output was checked")
@@ -190,7 +190,7 @@ def test_mistyped_names_get_a_did_you_mean(argv, needle, tmp_path, capsys):
         import torch
 
         from swiniqa.config import preset
-        from swiniqa.checkpoints import write_checkpoint
+        from swiniqa.training.checkpoint import write_checkpoint
 
         write_checkpoint(tmp_path / "run" / "checkpoint_epoch0001", {"w": torch.zeros(3)}, preset("demo"),
                          {"epoch": 1, "val_srcc": 0.5})
@@ -233,3 +233,290 @@ def test_truncated_upload_and_a_file_in_the_way_read_as_plain_sentences(tmp_path
     except OSError as err_:
         text = os_error_text(err_, str(tmp_path / "list.txt" / "a" / "b"))
     assert text.startswith(f"{tmp_path}/list.txt is a file") and "File exists" not in text
+
+
+# ----------------------------------------------------------------------------- 11: best + latest, no more
+def test_a_run_keeps_exactly_the_best_and_the_latest_checkpoint(ray_session, tmp_path):
+    """A real Ray Train run with the run config ``swiniqa train`` builds (``make_trainer``) and the loop's own
+    ``RaySession.report``: val SRCC improves at epochs 1 and 2, not at 3, then at 4. After epoch 3 the run
+    folder holds epoch 2 (best) and 3 (latest), not epoch 1 too; after epoch 4, which is both, one folder."""
+    import time
+
+    from ray.train import ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    from swiniqa.config import preset
+    from swiniqa.data.records import Record
+    from swiniqa.training.trainer import make_trainer
+
+    cfg = preset("demo").replace(cpus_per_worker=1, num_workers=1)
+    splits = {k: [Record(str(tmp_path / f"{k}{i}.png"), float(i), f"{k}{i}") for i in range(3)]
+              for k in ("train", "val", "test")}
+    template, _ = make_trainer(cfg, "keep", str(tmp_path / "runs"), splits)
+    run_dir = str(tmp_path / "runs" / "keep")
+
+    def loop(config):
+        from swiniqa.layout import checkpoint_dir_name
+        from swiniqa.training.session import CHECKPOINT_SCORE, RaySession, checkpoint_score
+
+        session, seen = RaySession(), {}
+        for epoch, srcc, improved in ((1, 0.5, True), (2, 0.6, True), (3, 0.55, False), (4, 0.7, True)):
+            if epoch == 4:  # Ray deletes evicted folders as it registers a report: wait for epoch 1's to go
+                deadline = time.monotonic() + 30
+                while (os.path.isdir(os.path.join(config["run_dir"], checkpoint_dir_name(1)))
+                       and time.monotonic() < deadline):
+                    time.sleep(0.2)
+                seen["after_3"] = sorted(n for n in os.listdir(config["run_dir"]) if n.startswith("checkpoint_epoch"))
+            metrics = {"epoch": epoch, "val_srcc": srcc, CHECKPOINT_SCORE: checkpoint_score(srcc, improved)}
+            session.report(metrics, lambda d, e=epoch: open(os.path.join(d, "epoch.txt"), "w").write(str(e)))
+        return seen
+
+    trainer = TorchTrainer(loop, train_loop_config={"run_dir": run_dir},
+                           scaling_config=ScalingConfig(num_workers=1, resources_per_worker={"CPU": 1}),
+                           run_config=template.run_config)
+    result = trainer.fit()
+    assert result.error is None
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        final = sorted(n for n in os.listdir(run_dir) if n.startswith("checkpoint_epoch"))
+        if len(final) <= 1:
+            break
+        time.sleep(0.2)
+    assert result.return_value["after_3"] == ["checkpoint_epoch0002", "checkpoint_epoch0003"]
+    assert final == ["checkpoint_epoch0004"]
+
+
+# ----------------------------------------------------------------------------- 8: numbers that mean nothing
+def _stop_before_ray(monkeypatch):
+    import swiniqa.training.trainer as trainer
+
+    class RayWouldStart(Exception):
+        pass
+
+    def stop(*a, **k):
+        raise RayWouldStart
+
+    monkeypatch.setattr(trainer, "ensure_ray", stop)
+    return RayWouldStart
+
+
+def test_skipped_images_are_not_counted_and_a_tiny_split_is_warned(tmp_path, capsys, monkeypatch):
+    """12 labelled images, 4 broken, --skip-bad-images: the report counts the 8 used, and the 2-image
+    validation split is warned about (stderr before training, and in the report ``--json`` carries)."""
+    from swiniqa.config import preset
+    from swiniqa.training.trainer import prepare_splits
+
+    make_csv_dataset(tmp_path / "d", n=12, size=(40, 40))
+    for i in (2, 3, 8, 9):  # two whole content groups: 4 groups of 2 images are left
+        (tmp_path / "d" / "images" / f"im{i}.png").write_bytes(b"not a png")
+    cfg = preset("demo").replace(dataset="csv", data_root=str(tmp_path / "d"), skip_bad_images=True, patch_size=32)
+    splits, report = prepare_splits(cfg, progress=False)
+    used = sum(len(v) for v in splits.values())
+    assert used == 8 and report["images"] == 8 and len(report["skipped"]) == 4
+    assert report["val"] < 10
+    assert any(n.startswith(f"the validation split holds only {report['val']} images, too few for its SRCC")
+               for n in report["notes"]), report["notes"]
+
+    _stop_before_ray(monkeypatch)
+    main(["train", "--preset", "demo", "--dataset", "csv", "--data-root", str(tmp_path / "d"), "--skip-bad-images",
+          "--set", "patch_size=32", "--output", str(tmp_path / "runs")])
+    err = capsys.readouterr().err
+    assert f"note: the validation split holds only {report['val']} images" in err and "RayWouldStart" in err
+
+
+def test_one_image_validation_split_is_refused_before_ray(tmp_path, capsys, monkeypatch):
+    """A 1-image validation split made an SRCC of NaN and a best of -inf, silently: refused now, in one line."""
+    make_csv_dataset(tmp_path / "d", n=12, size=(40, 40))
+    _stop_before_ray(monkeypatch)
+    rc = main(["train", "--preset", "demo", "--dataset", "csv", "--data-root", str(tmp_path / "d"), "--set",
+               "max_images=1", "--set", "patch_size=32", "--output", str(tmp_path / "runs"), "--json"])
+    cap = capsys.readouterr()
+    assert rc == 2 and cap.err.strip().splitlines()[-1].startswith("swiniqa: error: the validation split holds 1 image")
+    assert json.loads(cap.out.strip().splitlines()[-1])["exit_code"] == 2
+
+
+def test_srcc_interval_matches_the_threshold_reasoning():
+    from swiniqa.data.splits import MIN_MEANINGFUL_SPLIT, srcc_interval
+
+    lo, hi = srcc_interval(0.8, MIN_MEANINGFUL_SPLIT)
+    assert hi - lo > 0.6 and srcc_interval(0.8, 3) == (-1.0, 1.0)
+    lo, hi = srcc_interval(0.8, 1000)
+    assert hi - lo < 0.06
+
+
+# ----------------------------------------------------------------------------- Ray: real processes
+SWINIQA_LINE = ("note: ", "swiniqa: ", "serving ", "scored ", "score: ", "score [")
+
+
+def _env(**extra) -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "SWINIQA_DEBUG", "SWINIQA_RAY_LOGS")}
+    env.update({"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", "PYTHONWARNINGS": "ignore"}, **extra)
+    return env
+
+
+class _Stderr:
+    """A subprocess's stderr read line by line in a thread (so the test can wait for a line)."""
+
+    def __init__(self, proc):
+        import threading
+
+        self.lines: list[str] = []
+        self._t = threading.Thread(target=self._read, args=(proc,), daemon=True)
+        self._t.start()
+
+    def _read(self, proc):
+        for line in proc.stderr:
+            self.lines.append(line.rstrip("\n"))
+
+    def wait_for(self, prefix: str, proc, timeout: float) -> bool:
+        import time
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and proc.poll() is None:
+            if any(ln.split("\r")[-1].startswith(prefix) for ln in self.lines):
+                return True
+            time.sleep(0.5)
+        return any(ln.split("\r")[-1].startswith(prefix) for ln in self.lines)
+
+    def join(self):
+        self._t.join(timeout=30)
+
+
+def _pids_mentioning(text: str) -> dict[int, str]:
+    out = {}
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if text in cmd and int(pid) != os.getpid():
+                out[int(pid)] = cmd
+    return out
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture()
+def foreign_ray():
+    """A real `ray start --head` in its own short temp dir (RAY_TMPDIR, so no other Ray on the machine sees its
+    address file); its processes are killed by pid afterwards (never `ray stop`, which stops every Ray here)."""
+    import shutil
+    import signal
+    import subprocess
+    import tempfile
+    import time
+
+    tmp = tempfile.mkdtemp(prefix="rf", dir="/tmp")
+    port = _free_port()
+    env = _env(RAY_TMPDIR=tmp)
+    ray_cli = os.path.join(os.path.dirname(sys.executable), "ray")
+    r = subprocess.run([ray_cli, "start", "--head", "--port", str(port), "--num-cpus", "1",
+                        "--include-dashboard=false", "--disable-usage-stats"], env=env, capture_output=True, text=True,
+                       timeout=300)
+    try:
+        assert r.returncode == 0, r.stderr[-2000:]
+        session = os.path.basename(os.path.realpath(os.path.join(tmp, "ray", "session_latest")))
+        yield {"tmp": tmp, "env": env, "port": port, "session": session}
+    finally:
+        for pid in _pids_mentioning(tmp):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        time.sleep(1)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def test_serve_starts_its_own_ray_beside_a_foreign_one_and_sigterm_stops_it_cleanly(foreign_ray, nano_ckpt):
+    """Item 1: with `ray start --head` running and RAY_ADDRESS unset, `serve` starts its own Ray (two GCS servers
+    under the shared temp dir, not one) and says in one note how to use the other. Item 4: SIGTERM stops it like
+    Ctrl-C: exit 143, one line, no `*** SIGTERM received` dump, none of its Ray processes left. Item 5: every
+    stderr line is swiniqa's (no Ray Serve INFO lines)."""
+    import signal
+    import subprocess
+    import urllib.request
+
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "swiniqa.cli", "serve", "--checkpoint", nano_ckpt, "--port", str(port)],
+                            env=foreign_ray["env"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    err = _Stderr(proc)
+    try:
+        assert err.wait_for("serving ", proc, timeout=400), err.lines[-30:]
+        gcs = [c for c in _pids_mentioning(foreign_ray["tmp"]).values() if "gcs_server" in c]
+        own = [c for c in gcs if foreign_ray["session"] not in c]
+        assert len(gcs) == 2 and len(own) == 1, gcs  # joined, there would be the foreign one only
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=60) as r:
+            assert json.loads(r.read())["status"] == "ok"
+        proc.send_signal(signal.SIGTERM)
+        rc = proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    err.join()
+    lines = [ln.split("\r")[-1] for ln in err.lines if ln.strip()]
+    assert rc == 143, lines[-30:]
+    assert lines[-1] == "swiniqa: stopped (SIGTERM)" and not any("SIGTERM received" in ln for ln in lines), lines
+    assert [ln for ln in lines if not ln.startswith(SWINIQA_LINE)] == [], lines
+    addr = f":{foreign_ray['port']}"
+    assert any(ln.startswith("note: a Ray cluster is running on this machine") and addr in ln and "RAY_ADDRESS=" in ln
+               for ln in lines), lines
+    import time
+
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        left = {p: c for p, c in _pids_mentioning(foreign_ray["tmp"]).items() if foreign_ray["session"] not in c}
+        if not left:
+            break
+        time.sleep(1)
+    assert not left, left
+
+
+def test_score_cli_rows_in_input_order_only_swiniqa_lines_and_sigterm(ray_session, nano_ckpt, tmp_path):
+    """Through the CLI on the session's Ray (RAY_ADDRESS): a list `good, missing, gray` comes out in that order
+    (item 3); stderr holds swiniqa's lines only, not core_worker.cc's warning about MapWorker (item 5); a
+    SIGTERM mid-collection exits 143 with one line and no dump (item 4)."""
+    import shutil
+    import signal
+    import subprocess
+
+    import pandas as pd
+
+    (tmp_path / "good.jpg").write_bytes(_jpeg((200, 180, 160)))
+    (tmp_path / "gray.jpg").write_bytes(_jpeg((90, 90, 90)))
+    (tmp_path / "list.txt").write_text("good.jpg\nmissing.jpg\ngray.jpg\n")
+    env = _env(RAY_ADDRESS=ray_session.get_runtime_context().gcs_address)
+    cmd = [sys.executable, "-m", "swiniqa.cli", "score", "--checkpoint", nano_ckpt]
+    r = subprocess.run([*cmd, str(tmp_path / "list.txt"), "--output", str(tmp_path / "out.csv")], env=env,
+                       capture_output=True, text=True, timeout=400)
+    lines = [ln.split("\r")[-1] for ln in r.stderr.splitlines() if ln.strip()]  # progress redraws with \r
+    assert r.returncode == 1, lines  # one input missing
+    assert pd.read_csv(tmp_path / "out.csv")["image"].tolist() == [str(tmp_path / n) for n in
+                                                                   ("good.jpg", "missing.jpg", "gray.jpg")]
+    assert [ln for ln in lines if not ln.startswith(SWINIQA_LINE)] == [], lines
+
+    many = tmp_path / "many"
+    many.mkdir()
+    for i in range(400):
+        shutil.copy(tmp_path / ("good.jpg" if i % 2 else "gray.jpg"), many / f"{i:04d}.jpg")
+    proc = subprocess.Popen([*cmd, str(many), "--output", str(tmp_path / "many.csv")], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    err = _Stderr(proc)
+    try:
+        assert err.wait_for("score: ", proc, timeout=300), err.lines[-30:]
+        proc.send_signal(signal.SIGTERM)
+        rc = proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    err.join()
+    lines = [ln.split("\r")[-1] for ln in err.lines if ln.strip()]
+    assert rc == 143 and lines[-1] == "swiniqa: stopped (SIGTERM)", lines[-20:]
+    assert not any("SIGTERM received" in ln for ln in lines), lines

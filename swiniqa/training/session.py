@@ -11,7 +11,7 @@ from typing import Any, Callable, Optional
 
 from swiniqa.layout import checkpoint_dir_name
 
-#: The metric Ray Train ranks checkpoints by (``CheckpointConfig`` keeps the 2 best + the latest).
+#: The metric Ray Train ranks checkpoints by (``CheckpointConfig(num_to_keep=1)`` keeps the best + the latest).
 CHECKPOINT_SCORE = "checkpoint_score"
 
 
@@ -56,7 +56,7 @@ class LocalSession(Session):
     def latest_checkpoint(self) -> Optional[str]:
         if not (self._resume and self.run_dir and os.path.isdir(self.run_dir)):
             return None
-        from swiniqa.checkpoints import find_checkpoints, read_metrics
+        from swiniqa.training.checkpoint import find_checkpoints, read_metrics
 
         cks = find_checkpoints(self.run_dir)
         return str(max(cks, key=lambda c: read_metrics(c).get("epoch", -1))) if cks else None

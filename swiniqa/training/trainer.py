@@ -18,7 +18,7 @@ import numpy as np
 from swiniqa.config import TrainConfig
 from swiniqa.data.records import Record, read_config_dataset
 from swiniqa.data.staging import staged_for_workers
-from swiniqa.data.splits import split_dataset
+from swiniqa.data.splits import split_dataset, split_size_notes
 from swiniqa.errors import DataError, SwiniqaError
 # worker_error keeps its old private name here until run_training/summarize (being rewritten) call it by its own
 from swiniqa.ray_runtime import dead_nodes, driver_pinned_actor_options, ensure_ray, lost_node_line
@@ -59,6 +59,8 @@ def prepare_splits(cfg: TrainConfig, check: bool = True, progress: bool = True) 
     if not splits["train"] or not splits["val"]:
         raise DataError(f"dataset {cfg.dataset} at {info.root}: the split left no training or validation images")
     report.update({k: len(v) for k, v in splits.items()})
+    report["images"] = sum(len(v) for v in splits.values())  # what the run uses: after skipping and max_images
+    report["notes"] += split_size_notes(report)  # a 1-image validation split is refused here, before any worker
     if progress and check:
         from swiniqa.data.check import log_data_report
 
@@ -158,7 +160,9 @@ def make_trainer(cfg: TrainConfig, name: str, output: str, splits: dict[str, lis
             name=name,
             storage_path=output,
             checkpoint_config=ray.train.CheckpointConfig(
-                num_to_keep=2, checkpoint_score_attribute=CHECKPOINT_SCORE, checkpoint_score_order="max"),
+                # Ray 2.60 keeps the num_to_keep best by score *plus* the latest (never deleted): 1 keeps
+                # exactly the best epoch's folder and the latest, one folder when they coincide.
+                num_to_keep=1, checkpoint_score_attribute=CHECKPOINT_SCORE, checkpoint_score_order="max"),
             failure_config=ray.train.FailureConfig(max_failures=cfg.max_failures),
             callbacks=callbacks or None,
             worker_runtime_env={"env_vars": {"PYTHONWARNINGS": "ignore"}},
