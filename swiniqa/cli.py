@@ -136,7 +136,7 @@ def cmd_data_check(args: argparse.Namespace) -> int:
 
 
 def cmd_import_weights(args: argparse.Namespace) -> int:
-    from swiniqa.models.loading import import_weights
+    from swiniqa.training.checkpoint import import_weights
 
     cfg = config_from_args(args, default_preset="paper", keys=cc.MODEL_KEYS)
     cc.check_output_dir(args.out, "--out")
@@ -281,7 +281,7 @@ _EXTRA_VERBS: list[Callable[[Any], None]] = []
 def _register_extra_verbs() -> None:
     import importlib
 
-    for mod in ("swiniqa.evaluation.cli_verbs", "tune_experiments.cli_verbs", "swiniqa.pull", "swiniqa.serving.cli_verbs"):
+    for mod in ("swiniqa.evaluation.cli_verbs", "tune_experiments.cli_verbs", "swiniqa.pull_cli", "swiniqa.serving.cli_verbs"):
         try:
             m = importlib.import_module(mod)
         except ModuleNotFoundError as e:

@@ -37,30 +37,25 @@ folders (those with a ``pulled.json``) and the target folders; other files in ``
 
 from __future__ import annotations
 
-import argparse
 import datetime as _dt
-import hashlib
 import json
 import math
 import os
 import re
 import shutil
-import sys
 import tempfile
 from dataclasses import dataclass, field
 from typing import Any, Optional
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from swiniqa.errors import SwiniqaError, did_you_mean
-from swiniqa.storage import filesystem, is_remote
-from swiniqa.layout import CONFIG, METRICS, WEIGHTS
+from swiniqa.layout import CONFIG, METRICS, RESULTS_FILE, TRAIN_DIR, WEIGHTS
+from swiniqa.storage import download_file, filesystem, is_remote, list_tree, load_json
 
-RESULTS = "results.json"
 PROVENANCE = "pulled.json"
 _REQUIRED = (WEIGHTS, CONFIG, METRICS)
-_CHUNK = 1 << 20
 
-__all__ = ["pull", "register", "PROVENANCE"]
+__all__ = ["pull", "redact", "PROVENANCE"]
 
 
 # --------------------------------------------------------------------------------------------- helpers
@@ -109,22 +104,6 @@ def _finite(v: Any) -> Optional[float]:
     return f if math.isfinite(f) else None
 
 
-def _read_json(fs, path: str) -> Any:
-    with fs.open_input_stream(path) as f:
-        return json.loads(f.readall().decode("utf-8"))
-
-
-def _listing(fs, root: str) -> list:
-    import pyarrow.fs as pafs
-
-    return fs.get_file_info(pafs.FileSelector(root, recursive=True, allow_not_found=True))
-
-
-def _rel(path: str, root: str) -> str:
-    root = root.rstrip("/")
-    return path[len(root) + 1:] if path.startswith(root + "/") else os.path.basename(path)
-
-
 @dataclass
 class _Candidate:
     fs: Any
@@ -138,59 +117,48 @@ class _Candidate:
     row: Optional[dict[str, Any]] = None
 
 
-def _checkpoint_files(infos: list, folder: str) -> dict[str, int]:
-    """{relative path: size} of the files of one checkpoint folder (hidden entries skipped)."""
-    import pyarrow.fs as pafs
+def _visible(rel: str) -> bool:
+    return not any(part.startswith(".") for part in rel.split("/"))
 
-    out = {}
-    for info in infos:
-        if info.type != pafs.FileType.File:
-            continue
-        rel = _rel(info.path, folder)
-        if any(part.startswith(".") for part in rel.split("/")):
-            continue
-        out[rel] = int(info.size)
-    return out
+
+def _checkpoint_files(fs, folder: str) -> dict[str, int]:
+    """{relative path: size} of the files of one checkpoint folder (hidden entries skipped)."""
+    return {rel: size for rel, size in list_tree(fs, folder).items() if _visible(rel)}
 
 
 def _complete(files: dict[str, int]) -> bool:
     return all(n in files for n in _REQUIRED)
 
 
-def _scan(fs, root: str, base_uri: str) -> list[_Candidate]:
-    """Every complete checkpoint folder at or below ``root`` (not descending into one)."""
-    import pyarrow.fs as pafs
+def _scan(fs, root: str, base_uri: str, skipped: list[str]) -> list[_Candidate]:
+    """Every checkpoint folder at or below ``root`` that has its weights, config and metrics (the folders are
+    found by :func:`swiniqa.checkpoints.checkpoint_folders`, the one scanner; the others are noted in
+    ``skipped``)."""
+    from swiniqa.checkpoints import checkpoint_folders
 
-    infos = _listing(fs, root)
-    by_dir: dict[str, list] = {}
-    for info in infos:
-        rel = _rel(info.path, root)
-        if any(part.startswith(".") for part in rel.split("/")):
-            continue
-        if info.type == pafs.FileType.File:
-            parent = info.path.rsplit("/", 1)[0]
-            by_dir.setdefault(parent, []).append(info)
     root_n = root.rstrip("/")
-    dirs = sorted(d for d, fl in by_dir.items() if {os.path.basename(i.path) for i in fl} >= set(_REQUIRED))
-    chosen: list[str] = []
-    for d in dirs:  # sorted: a parent comes before its children
-        if not any(d.startswith(c + "/") for c in chosen):
-            chosen.append(d)
+    listing = {rel: size for rel, size in list_tree(fs, root_n).items() if _visible(rel)}
     out = []
-    for d in chosen:
-        files = _checkpoint_files([i for i in infos if i.path.startswith(d + "/")], d)
-        rel = _rel(d, root_n) if d != root_n else os.path.basename(root_n)
-        parts = rel.split("/")
-        if len(parts) > 1 and parts[0] == "train":
+    for rel in checkpoint_folders(listing):
+        d = f"{root_n}/{rel}" if rel else root_n
+        files = {f[len(rel) + 1:] if rel else f: size for f, size in listing.items()
+                 if not rel or f.startswith(rel + "/")}
+        uri = _fs_uri(base_uri, root_n, d)
+        if not _complete(files):
+            missing = ", ".join(n for n in _REQUIRED if n not in files)
+            skipped.append(f"incomplete checkpoint {redact(uri)} skipped: no {missing}")
+            continue
+        parts = (rel or os.path.basename(root_n)).split("/")
+        if len(parts) > 1 and parts[0] == TRAIN_DIR:
             parts = parts[1:]
-        out.append(_Candidate(fs, d, _fs_uri(base_uri, root_n, d), _safe_name("-".join(parts)), files))
+        out.append(_Candidate(fs, d, uri, _safe_name("-".join(parts)), files))
     return out
 
 
 def _metric_of(cand: _Candidate, metric: str, metrics: Optional[dict[str, Any]] = None) -> None:
     if metrics is None:
         try:
-            metrics = _read_json(cand.fs, cand.path + "/" + METRICS)
+            metrics = load_json(cand.fs, cand.path + "/" + METRICS)
         except Exception:  # noqa: BLE001 - unreadable metrics.json: the folder is not ranked
             metrics = {}
     if not isinstance(metrics, dict):
@@ -249,7 +217,7 @@ def _from_results(rows: list, fs, root: str, base_uri: str, metric: str, skipped
             if t is None or t[1] in seen or t[1] in tried:
                 continue
             tried.add(t[1])
-            files = _checkpoint_files(_listing(t[0], t[1]), t[1])
+            files = _checkpoint_files(t[0], t[1])
             if _complete(files):
                 found = (t, files)
                 break
@@ -271,51 +239,22 @@ def _from_results(rows: list, fs, root: str, base_uri: str, metric: str, skipped
 
 
 # --------------------------------------------------------------------------------------------- copying
-def _copy_file(src_fs, src_path: str, dst_path: str) -> tuple[int, str]:
-    """Stream one file from ``src_fs`` to local ``dst_path``; (bytes read, sha256 of the source bytes)."""
-    h = hashlib.sha256()
-    n = 0
-    os.makedirs(os.path.dirname(dst_path), exist_ok=True)
-    with src_fs.open_input_stream(src_path) as src, open(dst_path, "wb") as dst:
-        while True:
-            chunk = src.read(_CHUNK)
-            if not chunk:
-                break
-            h.update(chunk)
-            dst.write(chunk)
-            n += len(chunk)
-        dst.flush()
-        os.fsync(dst.fileno())
-    return n, h.hexdigest()
-
-
-def _hash_local(path: str) -> tuple[int, str]:
-    h = hashlib.sha256()
-    n = 0
-    with open(path, "rb") as f:
-        while True:
-            chunk = f.read(_CHUNK)
-            if not chunk:
-                break
-            h.update(chunk)
-            n += len(chunk)
-    return n, h.hexdigest()
-
-
 def _copy_checkpoint(cand: _Candidate, dst_dir: str) -> dict[str, dict[str, Any]]:
     """Copy and verify every file of ``cand``; {relative path: {size, sha256}} of the verified copy."""
+    from swiniqa.checkpoints import sha256_file
+
     out: dict[str, dict[str, Any]] = {}
     for rel, listed_size in sorted(cand.files.items()):
         dst = os.path.join(dst_dir, *rel.split("/"))
         try:
-            n, digest = _copy_file(cand.fs, cand.path + "/" + rel, dst)
+            n, digest = download_file(cand.fs, cand.path + "/" + rel, dst)
         except OSError as e:
             raise SwiniqaError(f"cannot copy {redact(cand.uri)}/{rel} to {dst}: {str(e).splitlines()[0] if str(e) else e}; "
                                "check the source and credentials (from the environment) and rerun") from None
         if n != listed_size:
             raise SwiniqaError(f"copy of {redact(cand.uri)}/{rel} read {n} bytes but the source lists {listed_size} "
                                "(the file changed or the read was cut short); nothing was written, rerun the pull")
-        got_n, got = _hash_local(dst)
+        got_n, got = os.path.getsize(dst), sha256_file(dst)
         if got_n != n or got != digest:
             raise SwiniqaError(f"copy of {redact(cand.uri)}/{rel} failed verification (size {got_n} vs {n}, sha256 "
                                f"{got[:12]}.. vs source {digest[:12]}..); nothing was written to the destination, "
@@ -360,7 +299,7 @@ def _listing_problems(cand: _Candidate) -> Optional[str]:
     if MANIFEST not in cand.files:
         return None
     try:
-        files = _read_json(cand.fs, cand.path + "/" + MANIFEST)["files"]
+        files = load_json(cand.fs, cand.path + "/" + MANIFEST)["files"]
         problems = manifest_problems(files, cand.files)
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
         return f"{MANIFEST} is unreadable ({str(e).splitlines()[0] if str(e) else type(e).__name__})"
@@ -400,7 +339,7 @@ def _candidates(source: str, metric: str) -> tuple[list[_Candidate], str, list[s
                            "check the URI and the credentials in the environment") from None
     if info.type == pafs.FileType.NotFound and is_remote(source):
         # Object stores have no real folders: a prefix exists when something lies below it.
-        if _listing(fs, root):
+        if list_tree(fs, root):
             info = pafs.FileInfo(root, pafs.FileType.Directory)
     if info.type == pafs.FileType.NotFound:
         raise SwiniqaError(f"experiment or run not found: {shown}; give the folder `swiniqa tune` or `swiniqa train` "
@@ -410,22 +349,22 @@ def _candidates(source: str, metric: str) -> tuple[list[_Candidate], str, list[s
     skipped: list[str] = []
     rows = None
     try:
-        rinfo = fs.get_file_info(root + "/" + RESULTS)
+        rinfo = fs.get_file_info(root + "/" + RESULTS_FILE)
         if rinfo.type == pafs.FileType.File:
-            data = _read_json(fs, root + "/" + RESULTS)
+            data = load_json(fs, root + "/" + RESULTS_FILE)
             if isinstance(data, dict):
                 data = data.get("trials") or data.get("rows")
             rows = data if isinstance(data, list) else None
             if rows is None:
-                skipped.append(f"{RESULTS} holds no list of trials; scanned the folder instead")
+                skipped.append(f"{RESULTS_FILE} holds no list of trials; scanned the folder instead")
     except (OSError, ValueError) as e:
-        skipped.append(f"{RESULTS} is unreadable ({str(e).splitlines()[0] if str(e) else e}); scanned the folder instead")
+        skipped.append(f"{RESULTS_FILE} is unreadable ({str(e).splitlines()[0] if str(e) else e}); scanned the folder instead")
     if rows is not None:
         cands = _from_results(rows, fs, root, source, metric, skipped)
         if cands:
-            return cands, "results.json", skipped
-        skipped.append(f"{RESULTS} lists no existing checkpoint; ranked the checkpoint folders found below instead")
-    cands = _scan(fs, root, source)
+            return cands, RESULTS_FILE, skipped
+        skipped.append(f"{RESULTS_FILE} lists no existing checkpoint; ranked the checkpoint folders found below instead")
+    cands = _scan(fs, root, source, skipped)
     for c in cands:
         _metric_of(c, metric)
     return cands, "scan", skipped
@@ -513,6 +452,39 @@ def _dest_folder(dest: str, force: bool) -> str:
     return check_output(dest_path, "--dest", folder=True)  # writable, proven now; leaves nothing behind
 
 
+def _place(staged: list, dest_path: str, tmp: str) -> list[tuple[str, _Candidate, dict[str, Any]]]:
+    """Everything copied and verified: move it into place (earlier pulls and the target folders aside first,
+    into the staging folder, removed with it). Returns (final folder, candidate, provenance) per pull."""
+    old = os.path.join(tmp, ".old")
+    os.makedirs(old)
+    targets = {folder for folder, *_ in staged}
+    for entry in sorted(os.listdir(dest_path)):
+        p = os.path.join(dest_path, entry)
+        if p == tmp or entry.startswith(".tmp-pull-"):
+            continue
+        earlier_pull = os.path.isdir(p) and os.path.isfile(os.path.join(p, PROVENANCE))
+        if entry in targets or earlier_pull:
+            os.replace(p, os.path.join(old, entry))
+    results = []
+    for folder, work, cand, prov in staged:
+        final = os.path.join(dest_path, folder)
+        os.replace(work, final)
+        results.append((final, cand, prov))
+    return results
+
+
+def _best_summary(best_dir: str, best: _Candidate) -> tuple[Optional[float], dict[str, Any]]:
+    """(val SRCC, config) of the pulled best checkpoint: the results row's SRCC when it has one."""
+    with open(os.path.join(best_dir, METRICS)) as f:
+        best_metrics = json.loads(f.read())
+    with open(os.path.join(best_dir, CONFIG)) as f:
+        best_config = json.loads(f.read())
+    srcc = _finite(best.row.get("val_srcc")) if best.row is not None and "val_srcc" in best.row else None
+    if srcc is None:
+        srcc = _finite(best_metrics.get("val_srcc"))
+    return srcc, best_config
+
+
 def pull(source: str, dest: str, metric: str = "val_srcc", mode: str = "max", top: int = 1,
          force: bool = False) -> dict[str, Any]:
     """Copy the ``top`` best checkpoints of ``source`` (experiment, run, or checkpoint folder; local path or
@@ -548,23 +520,7 @@ def pull(source: str, dest: str, metric: str = "val_srcc", mode: str = "max", to
             shutil.rmtree(dest_path, ignore_errors=True)
         raise SwiniqaError(f"cannot write into --dest {dest_path} ({e.strerror or e}); pick a writable folder") from None
     try:
-        staged = _stage(ranked, top, tmp, source, how, metric, mode, skipped)
-        # Everything copied and verified: move into place (earlier pulls aside first, with --force).
-        old = os.path.join(tmp, ".old")
-        os.makedirs(old)
-        targets = {folder for folder, *_ in staged}
-        for entry in sorted(os.listdir(dest_path)):
-            p = os.path.join(dest_path, entry)
-            if p == tmp or entry.startswith(".tmp-pull-"):
-                continue
-            earlier_pull = os.path.isdir(p) and os.path.isfile(os.path.join(p, PROVENANCE))
-            if entry in targets or earlier_pull:
-                os.replace(p, os.path.join(old, entry))
-        results = []
-        for folder, work, cand, prov in staged:
-            final = os.path.join(dest_path, folder)
-            os.replace(work, final)
-            results.append((final, cand, prov))
+        results = _place(_stage(ranked, top, tmp, source, how, metric, mode, skipped), dest_path, tmp)
     except OSError as e:
         _undo(tmp, dest_path, created)
         raise SwiniqaError(f"cannot write into --dest {dest_path} ({e.strerror or e}); nothing was pulled; free "
@@ -577,13 +533,7 @@ def pull(source: str, dest: str, metric: str = "val_srcc", mode: str = "max", to
         skipped.append(f"asked for the top {top} but only {len(results)} complete checkpoint(s) have a finite {metric}")
 
     best_dir, best, _ = results[0]
-    with open(os.path.join(best_dir, METRICS)) as f:
-        best_metrics = json.loads(f.read())
-    with open(os.path.join(best_dir, CONFIG)) as f:
-        best_config = json.loads(f.read())
-    srcc = _finite(best.row.get("val_srcc")) if best.row is not None and "val_srcc" in best.row else None
-    if srcc is None:
-        srcc = _finite(best_metrics.get("val_srcc"))
+    srcc, best_config = _best_summary(best_dir, best)
     return {
         "checkpoint": best_dir, "srcc": srcc, "config": best_config, "metric": metric, "mode": mode,
         "dest": dest_path, "source": redact(str(source)), "selected_from": how,
@@ -591,40 +541,3 @@ def pull(source: str, dest: str, metric: str = "val_srcc", mode: str = "max", to
                          "source": p["source"], "name": c.name} for d, c, p in results],
         "skipped": skipped,
     }
-
-
-# --------------------------------------------------------------------------------------------- CLI
-def cmd_pull(args: argparse.Namespace) -> int:
-    from swiniqa.cli_common import emit
-
-    res = pull(args.source, args.dest, metric=args.metric, mode=args.mode, top=args.top, force=args.force)
-    for s in res["skipped"]:
-        if not args.quiet:
-            print(f"swiniqa pull: note: {s}", file=sys.stderr)
-
-    def human(r: dict) -> str:
-        lines = [f"pulled {len(r['checkpoints'])} checkpoint(s) by {r['metric']} ({r['mode']}) from {r['source']} "
-                 f"into {r['dest']} (copies verified by sha256):"]
-        for p in r["checkpoints"]:
-            lines.append(f"  {p['rank']}. {p['checkpoint']}  {r['metric']}={p['value']:.4f}  <- {p['source']}")
-        lines.append(f"best: {r['checkpoint']}")
-        return "\n".join(lines)
-
-    emit(res, args.json, human)
-    return 0
-
-
-def register(subparsers) -> None:
-    help_ = "copy the best checkpoint(s) of an experiment or run (local, s3://, gs://, file://) to a local folder"
-    p = subparsers.add_parser(
-        "pull", help=help_,
-        description=help_ + ". --top 1 writes DEST/best/; --top K writes DEST/rank1_<name>/ .. DEST/rankK_<name>/. "
-        "Each holds the checkpoint's files plus pulled.json (source, metric, value, rank, sha256 of every file). "
-        "Credentials come from the environment (AWS_*, GOOGLE_APPLICATION_CREDENTIALS).")
-    p.add_argument("source", metavar="EXPERIMENT_OR_RUN", help="experiment/run/checkpoint folder or URI")
-    p.add_argument("--dest", required=True, help="local folder to copy into (created; must be empty unless --force)")
-    p.add_argument("--metric", default="val_srcc", help="recorded metric to rank by (default val_srcc)")
-    p.add_argument("--mode", choices=("max", "min"), default="max", help="max (default) or min is best")
-    p.add_argument("--top", type=int, default=1, help="how many of the best to copy (default 1)")
-    p.add_argument("--force", action="store_true", help="replace earlier pulls in a non-empty --dest")
-    p.set_defaults(fn=cmd_pull)

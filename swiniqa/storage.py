@@ -2,7 +2,7 @@
 lists and copies files wherever they live (experiments, reports, pulled checkpoints, outputs).
 
 * :func:`is_remote`, :func:`filesystem`, :func:`join`, :func:`with_scheme`: what a path is and how to open it;
-* :func:`read_text`, :func:`read_json` (None when absent), :func:`write_text`, :func:`write_json` (atomic on a
+* :func:`read_text`, :func:`read_json` (None when absent), :func:`load_json` (raises), :func:`write_text`, :func:`write_json` (atomic on a
   local disk), :func:`write_bytes`, :func:`write_atomic`: whole small files;
 * :func:`list_dirs`, :func:`list_files`, :func:`list_tree`: folder listings;
 * :func:`copy_dir` (local folder up to a URI), :func:`download_dir` (a folder down to a local one),
@@ -264,6 +264,16 @@ def read_text(uri: str) -> Optional[str]:
             return f.read().decode("utf-8", errors="replace")
     except OSError:
         return None
+
+
+def load_json(fs, path: str) -> Any:
+    """The JSON value of file ``path`` on the pyarrow filesystem ``fs``.
+
+    Raises:
+        OSError: it cannot be read. ValueError: it is not JSON (a file cut by a kill).
+    """
+    with fs.open_input_stream(path) as f:
+        return json.loads(f.read().decode("utf-8"))
 
 
 def read_json(uri: str) -> Any:

@@ -7,7 +7,6 @@ import json
 import math
 import os
 import shutil
-import socket
 
 import pytest
 import torch
@@ -157,7 +156,7 @@ def test_errors(experiment, tmp_path):
 
 
 def test_corrupt_copy_is_caught(experiment, tmp_path, monkeypatch):
-    real = pull_mod._copy_file
+    real = pull_mod.download_file
 
     def corrupting(src_fs, src_path, dst_path):
         out = real(src_fs, src_path, dst_path)
@@ -169,7 +168,7 @@ def test_corrupt_copy_is_caught(experiment, tmp_path, monkeypatch):
                 f.write(bytes([b[0] ^ 0xFF]))
         return out
 
-    monkeypatch.setattr(pull_mod, "_copy_file", corrupting)
+    monkeypatch.setattr(pull_mod, "download_file", corrupting)
     dest = tmp_path / "o"
     with pytest.raises(SwiniqaError, match=r"model\.safetensors failed verification .*sha256"):
         pull(str(experiment), str(dest))
@@ -198,15 +197,11 @@ def test_cli_json(experiment, tmp_path, capsys):
 # --------------------------------------------------------------------------------------------- S3 (moto)
 @pytest.fixture(scope="module")
 def s3_server():
-    moto_server = pytest.importorskip("moto.server")
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    srv = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    srv.start()
-    yield f"127.0.0.1:{port}"
-    srv.stop()
+    pytest.importorskip("moto.server")
+    from helpers import local_s3
+
+    with local_s3() as endpoint:
+        yield endpoint[len("http://"):]
 
 
 def test_pull_from_s3(experiment, tmp_path, s3_server, monkeypatch):
@@ -247,3 +242,24 @@ def test_pull_from_s3(experiment, tmp_path, s3_server, monkeypatch):
 def test_redact():
     assert pull_mod.redact("s3://AKIA:sekrit@bucket/x?region=us&secret_key=zz") == "s3://bucket/x?region=us&secret_key=***"
     assert pull_mod.redact("/local/path") == "/local/path"
+
+
+def test_one_scanner_finds_checkpoints_for_pull_and_local_loading(tmp_path):
+    """``checkpoints.checkpoint_folders`` is the scanner of both ``scan_checkpoints`` (eval, predict, resume) and
+    ``pull`` (any storage): top-most folders holding a checkpoint file, hidden ones and a run folder's own
+    provenance files skipped. A half-written folder (no metrics.json) is never pulled, and pull names it."""
+    from swiniqa.checkpoints import checkpoint_folders, scan_checkpoints
+
+    assert checkpoint_folders(["environment.json", "dataset.json", "a/checkpoint_epoch0001/model.safetensors",
+                               "a/checkpoint_epoch0001/sub/config.json", "a/.tmp-x/model.safetensors",
+                               "b/metrics.json", "c/history.csv"]) == ["a/checkpoint_epoch0001", "b"]
+    assert checkpoint_folders(["model.safetensors", "x/config.json"]) == [""]
+    run = tmp_path / "run"
+    _ckpt(run / "checkpoint_epoch0001", val_srcc=0.5)
+    _half(run / "checkpoint_epoch0002")
+    complete, incomplete = scan_checkpoints(run)
+    assert [p.name for p in complete] == ["checkpoint_epoch0001"]
+    assert [p.name for p, _ in incomplete] == ["checkpoint_epoch0002"]
+    res = pull(str(run), str(tmp_path / "out"))
+    assert res["checkpoints"][0]["name"] == "checkpoint_epoch0001"
+    assert any("checkpoint_epoch0002 skipped: no metrics.json" in s for s in res["skipped"]), res["skipped"]

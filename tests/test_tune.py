@@ -234,12 +234,32 @@ def _driver_env(ray_session) -> dict:
     return env
 
 
+def _kill_once_registered(args: list, env: dict, snapshot, checkpoint: str) -> None:
+    """Run the CLI ``args`` and SIGKILL it once Ray Train has *registered* ``checkpoint`` (its ``snapshot`` names
+    it): a kill between the folder's upload and its registration legitimately restarts that run from scratch."""
+    import signal
+    import subprocess
+    import time
+
+    driver = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        deadline = time.time() + 400
+        while not (snapshot.is_file() and checkpoint in snapshot.read_text()):
+            assert driver.poll() is None, driver.stderr.read()[-2000:]
+            assert time.time() < deadline, f"{checkpoint} was never registered"
+            time.sleep(0.2)
+        os.kill(driver.pid, signal.SIGKILL)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+        driver.wait()
+
+
 def test_cli_sweep_killed_mid_trial_resumes_without_rerunning(ray_session, demo_root, tmp_path, capsys):
     """`swiniqa tune augment` through the console entry point, one trial at a time, ASHA off: the driver is
     SIGKILLed while the second trial is running; `--resume` then reruns nothing finished, continues the
     second trial from its checkpoint (its epoch 1 is not trained again), and the experiment reports,
     pulls and lists every file."""
-    import signal
     import subprocess
     import sys
     import time
@@ -252,21 +272,7 @@ def test_cli_sweep_killed_mid_trial_resumes_without_rerunning(ray_session, demo_
     env = _driver_env(ray_session)
     exp = out / "augment-demo"
     first, second = exp / "train" / "jitter-off-seed0", exp / "train" / "jitter-on-seed0"
-    driver = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    try:
-        deadline = time.time() + 400
-        # Kill once Ray Train has *registered* the second trial's first checkpoint (its snapshot names it): a
-        # kill between the folder's upload and its registration legitimately restarts that run from scratch.
-        snapshot = second / "checkpoint_manager_snapshot.json"
-        while not (snapshot.is_file() and "checkpoint_epoch0001" in snapshot.read_text()):
-            assert driver.poll() is None, driver.stderr.read()[-2000:]
-            assert time.time() < deadline, "the second trial never registered its first checkpoint"
-            time.sleep(0.2)
-        os.kill(driver.pid, signal.SIGKILL)
-    finally:
-        if driver.poll() is None:
-            driver.kill()
-        driver.wait()
+    _kill_once_registered(args, env, second / "checkpoint_manager_snapshot.json", "checkpoint_epoch0001")
     record = json.loads((first / "trial.json").read_text())
     assert record["status"] == "completed" and record["final"]  # the first trial ended before the kill
     assert json.loads((second / "trial.json").read_text())["final"] is None  # killed mid-trial
