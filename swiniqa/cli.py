@@ -136,7 +136,7 @@ def cmd_data_check(args: argparse.Namespace) -> int:
 
 
 def cmd_import_weights(args: argparse.Namespace) -> int:
-    from swiniqa.training.checkpoint import import_weights
+    from swiniqa.models.loading import import_weights
 
     cfg = config_from_args(args, default_preset="paper", keys=cc.MODEL_KEYS)
     cc.check_output_dir(args.out, "--out")

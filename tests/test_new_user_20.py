@@ -43,7 +43,7 @@ def nano_ckpt(tmp_path_factory):
 
     from swiniqa.config import preset
     from swiniqa.models import build_model
-    from swiniqa.training.checkpoint import write_checkpoint
+    from swiniqa.checkpoints import write_checkpoint
 
     cfg = preset("demo").replace(model_size="nano", patch_size=64, test_patches=3)
     torch.manual_seed(3)
@@ -79,7 +79,7 @@ def test_every_output_flag_is_refused_before_any_work(tmp_path, nano_ckpt, capsy
     """/proc takes no new file (even for root, where os.access says yes): each verb refuses its output flag in
     one line before reading data, loading the model or starting Ray, and creates nothing."""
     import swiniqa.serving.runtime as runtime
-    import swiniqa.training.checkpoint as loading
+    import swiniqa.models.loading as loading
 
     def no_work(*a, **k):
         raise AssertionError("work started before the output was checked")
@@ -190,7 +190,7 @@ def test_mistyped_names_get_a_did_you_mean(argv, needle, tmp_path, capsys):
         import torch
 
         from swiniqa.config import preset
-        from swiniqa.training.checkpoint import write_checkpoint
+        from swiniqa.checkpoints import write_checkpoint
 
         write_checkpoint(tmp_path / "run" / "checkpoint_epoch0001", {"w": torch.zeros(3)}, preset("demo"),
                          {"epoch": 1, "val_srcc": 0.5})

@@ -56,7 +56,7 @@ class LocalSession(Session):
     def latest_checkpoint(self) -> Optional[str]:
         if not (self._resume and self.run_dir and os.path.isdir(self.run_dir)):
             return None
-        from swiniqa.training.checkpoint import find_checkpoints, read_metrics
+        from swiniqa.checkpoints import find_checkpoints, read_metrics
 
         cks = find_checkpoints(self.run_dir)
         return str(max(cks, key=lambda c: read_metrics(c).get("epoch", -1))) if cks else None
