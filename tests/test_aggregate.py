@@ -130,10 +130,12 @@ def test_record_counts_each_epoch_once_across_a_resume_and_takes_the_final_histo
     """A trial continued after a driver kill reports epoch 2 again and then its final summary, whose history
     (the loop's own, complete) fills an epoch whose report never reached the driver."""
     hist = [{"epoch": e, "train_loss": 1.0 / e, "val_srcc": 0.1 * e, "val_plcc": 0.1 * e} for e in (1, 2, 3)]
-    rec = _record([_epoch(2, 0.2, 0.2, 2), _epoch(2, 0.25, 0.25, 2), _epoch(3, 0.3, 0.3, 3),
-                   {**_FINAL, "best_epoch": 3, "history": hist}], "completed")
+    rec = _record([_epoch(2, 0.2, 0.2, 2), _epoch(2, 0.25, 0.25, 2), _epoch(3, 0.3, 0.3, 3)])
+    assert [(e["epoch"], e["val_srcc"]) for e in rec["epochs"]] == [(2, 0.25), (3, 0.3)]  # the later report wins
+    merge_result(rec, {**_FINAL, "best_epoch": 3, "history": hist})
     assert [e["epoch"] for e in rec["epochs"]] == [1, 2, 3] and "history" not in rec["final"]
     assert rec["epochs"][0]["val_srcc"] == pytest.approx(0.1) and rec["epochs"][1]["val_srcc"] == pytest.approx(0.2)
+    rec["status"] = "completed"
     meta = {"base_config": {}, "cells": [{"name": "c", "label": "C", "overrides": {}}]}
     row, curve = trial_row("/nonexistent", meta, "c", 4, rec)
     assert row["status"] == "completed" and row["epochs_run"] == 3 and [p["epoch"] for p in curve] == [1, 2, 3]
@@ -142,12 +144,12 @@ def test_record_counts_each_epoch_once_across_a_resume_and_takes_the_final_histo
 def _fake_experiment(root, values, study=None):
     """An experiment folder (default: augment) as the driver + Tune leave it: study.json + trial folders."""
     from swiniqa.config import preset
-    from tune_experiments.driver import DEMO_TUNE_DEFAULTS
+    from swiniqa.config import DEMO_TUNE_OVERRIDES
     from tune_experiments.planning import study_meta
     from tune_experiments.grids import AUGMENT_STUDY
 
     study = study or AUGMENT_STUDY
-    base = preset("demo").replace(**DEMO_TUNE_DEFAULTS)
+    base = preset("demo").replace(**DEMO_TUNE_OVERRIDES)
     seeds = sorted({s for v in values.values() for s in v})
     meta = study_meta(study, base, seeds, True, f"{study.name}-demo", ["a note"], "demo")
     exp = root / f"{study.name}-demo"
@@ -211,11 +213,11 @@ def test_report_writes_every_file_of_each_study(tmp_path, study_name, figure):
     import pandas as pd
 
     from swiniqa.config import preset
-    from tune_experiments.driver import DEMO_TUNE_DEFAULTS
+    from swiniqa.config import DEMO_TUNE_OVERRIDES
     from tune_experiments.grids import STUDIES, resolve_cells
 
     study = STUDIES[study_name]
-    cells, _ = resolve_cells(study, preset("demo").replace(**DEMO_TUNE_DEFAULTS), True)
+    cells, _ = resolve_cells(study, preset("demo").replace(**DEMO_TUNE_OVERRIDES), True)
     values = {c.name: {0: (0.70 + 0.02 * i, 0.60 + 0.03 * i), 1: (0.71 + 0.02 * i, 0.62 + 0.03 * i)}
               for i, c in enumerate(cells)}
     exp = _fake_experiment(tmp_path, values, study)
