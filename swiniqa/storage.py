@@ -73,7 +73,7 @@ def write_atomic(path: str, write: Callable[[str], None]) -> None:
         write(tmp)
         os.replace(tmp, path)
     except OSError as e:
-        raise DataError(f"cannot write {path}: {os_error_text(e, path)}") from None
+        raise DataError(f"cannot write {path}: {os_error_why(e, path)}; pick a writable path") from None
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -192,7 +192,7 @@ def ensure_writable(uri: str) -> str:
             f.write("ok")
         os.remove(probe)
     except OSError as e:
-        raise SwiniqaError(f"output folder {path} is not writable: {os_error_text(e, e.filename or path)}; pick "
+        raise SwiniqaError(f"output folder {path} is not writable: {os_error_why(e, e.filename or path)}; pick "
                            "another with --output") from None
     return path
 
@@ -207,6 +207,18 @@ def _file_ancestor(path: str) -> Optional[str]:
         if parent == p:
             return None
         p = parent
+
+
+def os_error_why(e: OSError, path: Optional[str] = None) -> str:
+    """The reason part of "cannot write X: <reason>": the OS's own words (``No space left on device``), except
+    where they mislead: ``EEXIST``/``ENOTDIR`` from creating a folder under a *file* name that file."""
+    import errno
+
+    if e.errno in (errno.EEXIST, errno.ENOTDIR):
+        blocker = _file_ancestor(str(path or e.filename or ""))
+        if blocker:
+            return f"{blocker} is a file where a folder is needed; move it or pick another path"
+    return str(e.strerror or e)
 
 
 def os_error_text(e: OSError, path: Optional[str] = None) -> str:
@@ -295,7 +307,7 @@ def write_text(uri: str, text: str) -> None:
         try:
             os.makedirs(os.path.dirname(path), exist_ok=True)
         except OSError as e:
-            raise SwiniqaError(f"cannot write {uri}: {e.strerror or e}") from None
+            raise SwiniqaError(f"cannot write {uri}: {os_error_why(e, path)}") from None
 
         def write(tmp: str) -> None:
             with open(tmp, "w", encoding="utf-8") as f:

@@ -128,7 +128,9 @@ def write_demo(out: str | os.PathLike | None = None, progress: bool = False) -> 
         _generate(tmp, progress)
         _move_into_place(tmp, root)
     except OSError as e:
-        raise DataError(f"cannot write the demo dataset to {root}: {e.strerror or e}; pick a writable folder "
+        from swiniqa.storage import os_error_why
+
+        raise DataError(f"cannot write the demo dataset to {root}: {os_error_why(e, str(root))}; pick a writable folder "
                         "with ~50 MB free (--out DIR)") from None
     finally:
         if tmp is not None and tmp.exists():

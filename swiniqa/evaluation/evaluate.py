@@ -229,7 +229,9 @@ def write_predictions(predictions: Sequence[tuple[str, float, float]], path: str
                 w.writerow([image, repr(float(mos)), repr(float(pred))])
         os.replace(tmp, path)
     except OSError as e:
-        raise DataError(f"cannot write predictions file {path}: {e.strerror or e}; pick a writable path") from None
+        from swiniqa.storage import os_error_why
+
+        raise DataError(f"cannot write predictions file {path}: {os_error_why(e, path)}; pick a writable path") from None
     return path
 
 

@@ -323,7 +323,9 @@ def write_suite_report(res: dict[str, Any], out_dir: Union[str, os.PathLike],
         md.write_text(res["markdown"])
         cs.write_text(suite_csv(res))
     except OSError as e:
-        raise DataError(f"cannot write the suite report into {d}: {e.strerror or e}") from None
+        from swiniqa.storage import os_error_why
+
+        raise DataError(f"cannot write the suite report into {d}: {os_error_why(e, d)}") from None
     return {"md": str(md), "csv": str(cs)}
 
 
