@@ -17,7 +17,7 @@ import threading
 from typing import Any, Callable, Optional
 
 from swiniqa import cli_common as cc
-from swiniqa.cli_common import config_from_args, emit  # noqa: F401  (public names kept for callers)
+from swiniqa.cli_common import config_from_args, emit
 from swiniqa.errors import SwiniqaError, Terminated, did_you_mean
 
 DESCRIPTION = ("swiniqa: train, study and evaluate SMART-IQA (HyperIQA head on a Swin backbone), a blind "

@@ -27,7 +27,7 @@ pytestmark = pytest.mark.core
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """One uninterrupted 3-epoch run (checkpoints of every epoch kept in-process), shared by the tests below."""
-    from swiniqa.training.loop import train_in_process
+    from swiniqa.training.local import train_in_process
 
     tmp = tmp_path_factory.mktemp("learn")
     root, labels = write_noise_dataset(tmp / "data")
@@ -53,7 +53,7 @@ def test_short_training_ranks_unseen_images_well_above_chance(trained):
 def test_resumed_run_equals_the_uninterrupted_run(trained):
     """Crash after epoch 1 (only its checkpoint survives), resume: epochs 2-3 and the test metrics equal
     the uninterrupted run's to 1e-6 (weights, optimiser, schedule and best-so-far all restored)."""
-    from swiniqa.training.loop import train_in_process
+    from swiniqa.training.local import train_in_process
 
     full = trained["reports"]
     run = str(trained["tmp"] / "resumed")
@@ -106,7 +106,7 @@ def test_checkpoint_predicts_in_the_training_labels_units(trained, tmp_path):
 @pytest.mark.parametrize("randomness", [{"dropout": 0.3, "drop_path": 0.2}, {"color_jitter": True}])
 def test_resume_equals_uninterrupted_with_dropout_and_colour_jitter(trained, randomness):
     """The paper preset trains with dropout 0.3 and drop-path 0.2; the augment study with colour jitter."""
-    from swiniqa.training.loop import train_in_process
+    from swiniqa.training.local import train_in_process
 
     tmp = trained["tmp"] / ("rng-" + "-".join(randomness))
     cfg = trained["cfg"].replace(epochs=2, train_patches=1, max_images=24, **randomness)

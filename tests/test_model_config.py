@@ -182,10 +182,7 @@ def test_resume_with_another_architecture_is_one_clear_error(tmp_path):
 def test_training_again_under_the_same_name_with_another_model_says_so(tiny_cfg, tmp_path):
     from swiniqa.training.trainer import prepare_splits
 
-    try:
-        from swiniqa.training.local import train_in_process
-    except ImportError:  # before the loop/local split
-        from swiniqa.training.loop import train_in_process
+    from swiniqa.training.local import train_in_process
     cfg = tiny_cfg.replace(max_images=8, epochs=1, batch_size=8, train_patches=1, test_patches=1)
     splits, _ = prepare_splits(cfg, check=False)
     train_in_process(cfg, str(tmp_path / "run"), splits=splits)
@@ -230,10 +227,7 @@ def test_a_compiled_run_checkpoint_evaluates(tiny_cfg, tmp_path, monkeypatch):
     from swiniqa.evaluation.evaluate import evaluate_dataset
     from swiniqa.training.trainer import prepare_splits
 
-    try:
-        from swiniqa.training.local import train_in_process
-    except ImportError:  # before the loop/local split
-        from swiniqa.training.loop import train_in_process
+    from swiniqa.training.local import train_in_process
     real_compile = torch.compile
     calls = []
 

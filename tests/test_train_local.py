@@ -7,7 +7,7 @@ from learnable_data import noise_config, write_noise_dataset
 
 from swiniqa.errors import TrainingError
 from swiniqa import checkpoints
-from swiniqa.training.loop import train_in_process
+from swiniqa.training.local import train_in_process
 from swiniqa.training.trainer import prepare_splits
 
 

@@ -9,9 +9,9 @@ import os
 
 import pytest
 
-from swiniqa.config import preset
+from swiniqa.config import DEMO_TUNE_OVERRIDES, preset
 from swiniqa.errors import ConfigError, SwiniqaError
-from tune_experiments.driver import DEMO_TUNE_DEFAULTS, StudyOptions, run_study, tune_base_config
+from tune_experiments.driver import StudyOptions, run_study, tune_base_config
 from tune_experiments.grids import (ABLATION_STUDY, AUGMENT_STUDY, LR_STUDY, LR_VALUES, SIZE_STUDY, STUDIES,
                                     resolve_cells, trial_specs)
 
@@ -52,7 +52,7 @@ def test_paper_cells_are_unchanged_and_demo_uses_stand_ins():
 
 def test_demo_tune_defaults_are_cheaper_than_demo_training():
     d, t = preset("demo"), tune_base_config("demo")
-    for k, v in DEMO_TUNE_DEFAULTS.items():
+    for k, v in DEMO_TUNE_OVERRIDES.items():
         assert getattr(t, k) == v
     assert t.epochs <= d.epochs and t.train_patches <= d.train_patches
     assert tune_base_config("demo", overrides={"epochs": 3}).epochs == 3  # user overrides win

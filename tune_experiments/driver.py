@@ -44,11 +44,6 @@ from tune_experiments.placement import PlacementGroupJanitor, release_leaked_pla
 from tune_experiments.planning import StudyOptions, StudyPlan, check_same_experiment, make_plan, plan_resources
 from tune_experiments.trial import TrialLines, TrialRecorder, study_trial, trial_name
 
-#: What ``--preset demo`` changes for studies on top of the demo preset (cheaper trials; the why is at
-#: ``swiniqa.config.DEMO_TUNE_OVERRIDES``); ``swiniqa config --preset demo-tune`` shows the result.
-DEMO_TUNE_DEFAULTS: dict[str, Any] = DEMO_TUNE_OVERRIDES
-
-
 def _show(line: str) -> None:
     """A progress line on stderr (only called when the caller asked for ``progress``); problems go to
     the ``swiniqa.tune`` logger instead, so they reach whatever handler the application configured."""
@@ -57,13 +52,11 @@ def _show(line: str) -> None:
 
 def tune_base_config(preset_name: Optional[str] = "demo", config_file: Optional[str] = None,
                      overrides: Optional[dict[str, Any]] = None) -> TrainConfig:
-    """The base config of a study: preset, then :data:`DEMO_TUNE_DEFAULTS` (demo only), then the file,
-    then overrides (later wins)."""
-    from swiniqa.config import TrainConfig as _TC
-
-    cfg = load_preset(preset_name) if preset_name else _TC()
+    """The base config of a study: preset, then :data:`swiniqa.config.DEMO_TUNE_OVERRIDES` (demo only: cheaper
+    trials), then the file, then overrides (later wins)."""
+    cfg = load_preset(preset_name) if preset_name else TrainConfig()
     if preset_name == "demo":
-        cfg = apply_overrides(cfg, DEMO_TUNE_DEFAULTS)
+        cfg = apply_overrides(cfg, DEMO_TUNE_OVERRIDES)
     if config_file:
         cfg = apply_overrides(cfg, load_file(config_file))
     if overrides:
@@ -250,4 +243,4 @@ def run_study(study: Union[str, Study], base_cfg: TrainConfig, options: Optional
     return summary
 
 
-__all__ = ["run_study", "tune_base_config", "StudyOptions", "DEMO_TUNE_DEFAULTS"]
+__all__ = ["run_study", "tune_base_config", "StudyOptions"]

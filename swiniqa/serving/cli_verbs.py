@@ -24,7 +24,7 @@ def _flag(args: argparse.Namespace, name: str) -> bool:
 
 # --------------------------------------------------------------------------------------------- export
 def cmd_export(args: argparse.Namespace) -> int:
-    from swiniqa.cli import emit
+    from swiniqa.cli_common import emit
     from swiniqa.errors import ConfigError
     from swiniqa.serving.export import export_onnx
 
@@ -64,7 +64,7 @@ def _report_errors(errors: list, total: int) -> int:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from swiniqa.cli import emit
+    from swiniqa.cli_common import emit
     from swiniqa.serving.score import score_collection
 
     res = score_collection(_checkpoint(args.checkpoint), args.inputs, args.output, patches=args.patches,

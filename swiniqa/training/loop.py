@@ -451,10 +451,3 @@ def train_worker(inp: WorkerInput, session: Optional[Session] = None) -> dict[st
     if writer is not None:
         writer.close()
     return final
-def __getattr__(name: str) -> Any:
-    """``train_in_process`` moved to :mod:`swiniqa.training.local` (kept importable from here)."""
-    if name == "train_in_process":
-        from swiniqa.training.local import train_in_process
-
-        return train_in_process
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
