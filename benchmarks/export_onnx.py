@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> dict:
 
     from swiniqa.data.loader import to_tensor
     from swiniqa.serving.export import export_onnx, synthetic_crops
-    from swiniqa.serving.runtime import OnnxModel, load_scorer
+    from swiniqa.models.loading import OnnxModel, load_scorer
 
     threads = args.threads or torch.get_num_threads()
     torch.set_num_threads(threads)

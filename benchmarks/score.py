@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> dict:
 
     from make_images import write_images
     from swiniqa.evaluation.predict import predict_images
-    from swiniqa.serving.runtime import load_scorer
+    from swiniqa.models.loading import load_scorer
     from swiniqa.serving.score import score_collection
     from swiniqa.ray_runtime import ensure_ray
 

@@ -48,11 +48,11 @@ def test_every_builtin_dataset_has_one_spec_with_its_facts():
     assert DATASETS["koniq10k"].score_range["MOS"] == (1.0, 5.0)
     assert DATASETS["spaq"].eval_preprocessing == {"resize": None, "resize_short": 512}
     from swiniqa.evaluation.evaluate import EVAL_PREPROCESSING
-    from swiniqa.evaluation.suite import DATASETS as SUITE_NAMES, canonical_name
+    from swiniqa.evaluation.suite import DATASETS as SUITE_NAMES, roots_key_name
 
     assert EVAL_PREPROCESSING == {"spaq": {"resize": None, "resize_short": 512}}
     assert SUITE_NAMES["livec"] == ("LIVE-C", "authentic distortions")
-    assert canonical_name("ChallengeDB_release") == "livec"
+    assert roots_key_name("ChallengeDB_release") == "livec"
 
 
 def test_duplicate_dataset_names_and_aliases_are_refused():

@@ -31,7 +31,8 @@ def exported(demo_root, tmp_path_factory):
 
 def test_onnx_matches_torch_on_real_images_at_any_batch_size(exported):
     from swiniqa.data.loader import to_tensor
-    from swiniqa.serving.runtime import OnnxModel, crop_spec, image_crops, load_scorer
+    from swiniqa.models.loading import OnnxModel, load_scorer
+    from swiniqa.serving.runtime import crop_spec, image_crops
 
     assert exported["info"]["max_abs_diff"] <= 1e-4
     model, cfg = load_scorer(exported["ckpt"])
@@ -48,7 +49,7 @@ def test_onnx_matches_torch_on_real_images_at_any_batch_size(exported):
 
 
 def test_onnx_file_carries_the_runs_preprocessing(exported):
-    from swiniqa.serving.runtime import load_scorer
+    from swiniqa.models.loading import load_scorer
 
     _, cfg = load_scorer(exported["onnx"])
     assert (cfg.patch_size, cfg.test_patches, cfg.model_size) == (128, 3, "nano")
@@ -73,7 +74,7 @@ def test_predict_runs_an_onnx_file_with_the_checkpoints_scores(exported, capsys)
 def test_export_errors_are_one_line(exported, tmp_path, capsys):
     from swiniqa.cli import main
     from swiniqa.errors import CheckpointError
-    from swiniqa.serving.runtime import load_scorer
+    from swiniqa.models.loading import load_scorer
 
     assert main(["export", "--checkpoint", str(tmp_path / "nope"), "--out", str(tmp_path / "m.onnx")]) == 2
     err = capsys.readouterr().err.strip()

@@ -78,14 +78,13 @@ def _outputs(tmp_path, ckpt):
 def test_every_output_flag_is_refused_before_any_work(tmp_path, nano_ckpt, capsys, monkeypatch):
     """/proc takes no new file (even for root, where os.access says yes): each verb refuses its output flag in
     one line before reading data, loading the model or starting Ray, and creates nothing."""
-    import swiniqa.serving.runtime as runtime
     import swiniqa.models.loading as loading
 
     def no_work(*a, **k):
         raise AssertionError("work started before the output was checked")
 
     monkeypatch.setattr(loading, "load_model", no_work)
-    monkeypatch.setattr(runtime, "load_scorer", no_work)
+    monkeypatch.setattr(loading, "load_scorer", no_work)
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     before = sorted(os.listdir(tmp_path))
     for argv, flag in _outputs(tmp_path, nano_ckpt):

@@ -130,7 +130,8 @@ def test_s3_prefix_inputs_are_listed_and_cut_like_local_files(ckpt, demo_root, m
     import pyarrow.fs as pafs
 
     from helpers import S3_CREDENTIALS, local_s3
-    from swiniqa.serving.runtime import crop_spec, image_crops, load_scorer
+    from swiniqa.models.loading import load_scorer
+    from swiniqa.serving.runtime import crop_spec, image_crops
     from swiniqa.serving.score import _prepare_batch, collect_inputs
 
     with local_s3() as endpoint:

@@ -151,9 +151,9 @@ def predict_images(checkpoint: Union[str, os.PathLike, tuple[torch.nn.Module, Tr
     if isinstance(checkpoint, tuple):
         model, cfg = checkpoint
     else:
-        from swiniqa.serving.runtime import load_scorer as load_model  # a checkpoint, or an exported .onnx
+        from swiniqa.models.loading import load_scorer  # a checkpoint, or an exported .onnx
 
-        model, cfg = load_model(checkpoint)
+        model, cfg = load_scorer(checkpoint)
     n = int(patches or cfg.test_patches)
     if n < 1:
         raise DataError(f"predict: patches={n}; give --patches >= 1")

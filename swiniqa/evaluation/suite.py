@@ -30,7 +30,7 @@ from typing import Any, Optional, Union
 import torch
 
 from swiniqa.config import TrainConfig
-from swiniqa.data.records import canonical_name as _canonical, display_table
+from swiniqa.data.records import canonical_name, display_table
 from swiniqa.errors import DataError, did_you_mean
 from swiniqa.evaluation.evaluate import EVAL_PREPROCESSING, _precheck_files, evaluate_dataset, write_predictions
 
@@ -53,9 +53,9 @@ REFERENCE: dict[str, tuple[float, float, int]] = {
 _PER_DATASET_KEYS = ("resize", "resize_short", "patches")
 
 
-def canonical_name(key: str) -> str:
+def roots_key_name(key: str) -> str:
     """Reader name for a roots-file key (``KADID-10K`` -> ``kadid10k``); unknown keys are kept lower-case."""
-    return _canonical(str(key)) or str(key).lower()
+    return canonical_name(str(key)) or str(key).lower()
 
 
 def load_roots(roots: Union[str, os.PathLike, dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -79,7 +79,7 @@ def load_roots(roots: Union[str, os.PathLike, dict[str, Any]]) -> dict[str, dict
         raise DataError(f"{source} must be a mapping of dataset: root (e.g. `spaq: /data/SPAQ`)")
     out: dict[str, dict[str, Any]] = {}
     for key, val in roots.items():
-        name = canonical_name(key)
+        name = roots_key_name(key)
         if isinstance(val, (str, os.PathLike)):
             entry: dict[str, Any] = {"root": os.fspath(val)}
         elif isinstance(val, dict) and val.get("root"):
@@ -330,4 +330,4 @@ def write_suite_report(res: dict[str, Any], out_dir: Union[str, os.PathLike],
 
 
 __all__ = ["SUITES", "DATASETS", "REFERENCE", "load_roots", "suite_datasets", "evaluate_suite", "suite_markdown",
-           "suite_csv", "write_suite_report", "canonical_name"]
+           "suite_csv", "write_suite_report", "roots_key_name"]

@@ -1,27 +1,35 @@
-"""From a checkpoint folder (or foreign weights) to a model: the one place a checkpoint becomes a module.
+"""From a checkpoint folder, foreign weights or an exported ``.onnx`` to a model: the one place a file becomes one.
 
 :func:`load_model` rebuilds the architecture a checkpoint describes (``model.json``, or an older
 checkpoint's ``config.json``) and loads its weights; :func:`import_weights` turns a foreign state dict into a
-checkpoint folder. The checkpoint format itself (files, manifest, verification, discovery) is
+checkpoint folder; :func:`load_scorer` is what ``predict``, ``score`` and ``serve`` load: a checkpoint, or an
+exported ``.onnx`` run in onnxruntime behind the torch model's call (:class:`OnnxModel`). The checkpoint format itself (files, manifest, verification, discovery) is
 :mod:`swiniqa.checkpoints`.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+from dataclasses import fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
+import numpy as np
 import torch
 
 from swiniqa.checkpoints import (CONFIG, FOREIGN_SUFFIXES, METRICS, MODEL, clean_state_dict, read_foreign_state_dict,
                                  read_model_json, read_weights, require_complete, resolve_checkpoint, write_checkpoint)
-from swiniqa.config import ModelConfig, TrainConfig
+from swiniqa.config import ModelConfig, TrainConfig, config_from_dict
 from swiniqa.errors import CheckpointError, SwiniqaError
 from swiniqa.models.smart_iqa import build_model
 
 log = logging.getLogger("swiniqa.checkpoint")
+
+ONNX_SUFFIX = ".onnx"
+#: ONNX metadata key holding the exporting run's config (preprocessing and crop count travel with the file).
+META_CONFIG = "swiniqa.config"
 
 
 def scoring_config(mcfg: ModelConfig, inference: dict[str, Any], source: Path) -> TrainConfig:
@@ -104,3 +112,82 @@ def import_weights(path: str | os.PathLike, cfg: TrainConfig, out: str | os.Path
             "flags, or convert its key names first")
     model.load_state_dict(sd, strict=False)
     return write_checkpoint(out, model.state_dict(), cfg, {"imported_from": str(path), "epoch": 0})
+
+
+class OnnxModel(torch.nn.Module):
+    """An exported model in onnxruntime behind the torch model's call: uint8 (B, 3, P, P) -> (B,) scores.
+
+    It has no parameters, so ``.to(device)``/``.eval()`` are no-ops and predict's scoring loop runs it as is.
+    It pickles as the model file's bytes, so it travels to Ray actors like a torch model.
+    """
+
+    def __init__(self, path: str | bytes, threads: Optional[int] = None):
+        super().__init__()
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        if threads:
+            opts.intra_op_num_threads = int(threads)
+        opts.log_severity_level = 3
+        what = "bytes" if isinstance(path, bytes) else path
+        try:
+            self.session = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+        except Exception as e:  # noqa: BLE001 - onnxruntime raises its own exception types
+            raise CheckpointError(f"cannot load ONNX model {what}: {str(e).splitlines()[0][:200]}; "
+                                  "export it again with `swiniqa export`") from None
+        self.input_name = self.session.get_inputs()[0].name
+        self.threads = threads
+        self._data = path if isinstance(path, bytes) else None
+        self.path = None if isinstance(path, bytes) else path
+
+    def __reduce__(self):
+        data = self._data
+        if data is None:
+            with open(self.path, "rb") as f:
+                data = f.read()
+        return (OnnxModel, (data, self.threads))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a = x.detach().to("cpu").contiguous().numpy()
+        if a.dtype != np.uint8:
+            raise TypeError(f"the exported model takes uint8 patches, got {a.dtype}")
+        return torch.from_numpy(self.session.run(None, {self.input_name: a})[0])
+
+
+def onnx_config(path: str):
+    """The :class:`~swiniqa.config.TrainConfig` an exported ``.onnx`` file carries in its metadata.
+
+    Keys this version does not know are dropped (the architecture is in the graph; only preprocessing
+    and crop settings are read from it).
+
+    Raises:
+        CheckpointError: the file is missing, not ONNX, or was not written by ``swiniqa export``.
+    """
+    import onnx
+
+    if not os.path.isfile(path):
+        raise CheckpointError(f"ONNX model not found: {path}")
+    try:
+        meta = {p.key: p.value for p in onnx.load(path, load_external_data=False).metadata_props}
+    except Exception as e:  # noqa: BLE001 - protobuf decode errors
+        raise CheckpointError(f"{path} is not an ONNX model ({str(e).splitlines()[0][:120]})") from None
+    if META_CONFIG not in meta:
+        raise CheckpointError(f"{path} has no {META_CONFIG} metadata: it was not written by `swiniqa export`, "
+                              "so its preprocessing is unknown; export the checkpoint with `swiniqa export`")
+    known = {f.name for f in fields(TrainConfig)}
+    data = {k: v for k, v in json.loads(meta[META_CONFIG]).items() if k in known}
+    return config_from_dict(data).replace(pretrained=False, pretrained_path=None)
+
+
+def load_scorer(path: str | os.PathLike, device: str = "cpu", threads: Optional[int] = None):
+    """``(model, cfg)`` from a checkpoint folder, a run/experiment folder (its best checkpoint) or an
+    exported ``.onnx`` file (run in onnxruntime on the CPU).
+
+    Raises:
+        CheckpointError: nothing loadable at ``path``.
+    """
+    p = os.fspath(path)
+    if p.lower().endswith(ONNX_SUFFIX):
+        cfg = onnx_config(p)
+        return OnnxModel(p, threads=threads), cfg
+    return load_model(p, device=device)

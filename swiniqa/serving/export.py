@@ -76,7 +76,7 @@ def verify_onnx(path: str, model: torch.nn.Module, crops: np.ndarray) -> float:
     Two batch sizes check that the batch dimension really is dynamic.
     """
     from swiniqa.data.loader import to_tensor
-    from swiniqa.serving.runtime import OnnxModel
+    from swiniqa.models.loading import OnnxModel
 
     ort_model = OnnxModel(path)
     ref = _torch_scores(model, crops)
@@ -99,6 +99,8 @@ def _write_graph(model: torch.nn.Module, example: torch.Tensor, out: str, opset:
     """torch.export the model with a dynamic batch, store the config as metadata, write ``out`` atomically."""
     import onnx
 
+    from swiniqa.models.loading import META_CONFIG
+
     batch = torch.export.Dim("batch", min=1, max=65536)
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
@@ -107,7 +109,7 @@ def _write_graph(model: torch.nn.Module, example: torch.Tensor, out: str, opset:
                                  dynamic_shapes={"patches": {0: batch}}, verbose=False)
     graph = prog.model_proto
     graph.doc_string = "swiniqa IQA model: uint8 crops (B, 3, P, P) -> scores (B,)"
-    for key, value in (("swiniqa.config", json.dumps(config, sort_keys=True)), ("swiniqa.input", "uint8 NCHW crops"),
+    for key, value in ((META_CONFIG, json.dumps(config, sort_keys=True)), ("swiniqa.input", "uint8 NCHW crops"),
                        ("swiniqa.output", "scores in the checkpoint's units, higher = better")):
         entry = graph.metadata_props.add()
         entry.key, entry.value = key, value

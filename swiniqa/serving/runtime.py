@@ -1,6 +1,7 @@
-"""One model, one way to cut an image: what ``score``, ``serve`` and ``predict`` on a ``.onnx`` share.
+"""One way to cut an image: what ``score`` and ``serve`` share with ``predict``.
 
-    from swiniqa.serving.runtime import load_scorer, crop_spec, image_crops, crop_scores
+    from swiniqa.models.loading import load_scorer
+    from swiniqa.serving.runtime import crop_spec, image_crops, crop_scores
     model, cfg = load_scorer("runs/e6/best")            # a checkpoint folder/run folder, or an exported .onnx
     spec = crop_spec(cfg)                                # the checkpoint's preprocessing and test_patches
     scores = crop_scores(model, [image_crops(p, spec) for p in ["a.jpg", "b.png"]])
@@ -14,20 +15,13 @@ file scored here, by ``score`` on Ray Data, or uploaded to ``serve`` gets predic
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any, Optional, Sequence
 
 import numpy as np
 import torch
-
-from swiniqa.errors import CheckpointError
-
-ONNX_SUFFIX = ".onnx"
-#: ONNX metadata key holding the exporting run's config (preprocessing and crop count travel with the file).
-META_CONFIG = "swiniqa.config"
 
 
 @dataclass(frozen=True)
@@ -122,88 +116,4 @@ def crop_scores(model: torch.nn.Module, crops: Sequence[np.ndarray], device: Opt
     return [float(means[i]) for i in range(len(crops))]
 
 
-class OnnxModel(torch.nn.Module):
-    """An exported model in onnxruntime behind the torch model's call: uint8 (B, 3, P, P) -> (B,) scores.
-
-    It has no parameters, so ``.to(device)``/``.eval()`` are no-ops and predict's scoring loop runs it as is.
-    It pickles as the model file's bytes, so it travels to Ray actors like a torch model.
-    """
-
-    def __init__(self, path: str | bytes, threads: Optional[int] = None):
-        super().__init__()
-        import onnxruntime as ort
-
-        opts = ort.SessionOptions()
-        if threads:
-            opts.intra_op_num_threads = int(threads)
-        opts.log_severity_level = 3
-        what = "bytes" if isinstance(path, bytes) else path
-        try:
-            self.session = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
-        except Exception as e:  # noqa: BLE001 - onnxruntime raises its own exception types
-            raise CheckpointError(f"cannot load ONNX model {what}: {str(e).splitlines()[0][:200]}; "
-                                  "export it again with `swiniqa export`") from None
-        self.input_name = self.session.get_inputs()[0].name
-        self.threads = threads
-        self._data = path if isinstance(path, bytes) else None
-        self.path = None if isinstance(path, bytes) else path
-
-    def __reduce__(self):
-        data = self._data
-        if data is None:
-            with open(self.path, "rb") as f:
-                data = f.read()
-        return (OnnxModel, (data, self.threads))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        a = x.detach().to("cpu").contiguous().numpy()
-        if a.dtype != np.uint8:
-            raise TypeError(f"the exported model takes uint8 patches, got {a.dtype}")
-        return torch.from_numpy(self.session.run(None, {self.input_name: a})[0])
-
-
-def onnx_config(path: str):
-    """The :class:`~swiniqa.config.TrainConfig` an exported ``.onnx`` file carries in its metadata.
-
-    Keys this version does not know are dropped (the architecture is in the graph; only preprocessing
-    and crop settings are read from it).
-
-    Raises:
-        CheckpointError: the file is missing, not ONNX, or was not written by ``swiniqa export``.
-    """
-    import onnx
-
-    from swiniqa.config import TrainConfig, config_from_dict
-
-    if not os.path.isfile(path):
-        raise CheckpointError(f"ONNX model not found: {path}")
-    try:
-        meta = {p.key: p.value for p in onnx.load(path, load_external_data=False).metadata_props}
-    except Exception as e:  # noqa: BLE001 - protobuf decode errors
-        raise CheckpointError(f"{path} is not an ONNX model ({str(e).splitlines()[0][:120]})") from None
-    if META_CONFIG not in meta:
-        raise CheckpointError(f"{path} has no {META_CONFIG} metadata: it was not written by `swiniqa export`, "
-                              "so its preprocessing is unknown; export the checkpoint with `swiniqa export`")
-    known = {f.name for f in fields(TrainConfig)}
-    data = {k: v for k, v in json.loads(meta[META_CONFIG]).items() if k in known}
-    return config_from_dict(data).replace(pretrained=False, pretrained_path=None)
-
-
-def load_scorer(path: str | os.PathLike, device: str = "cpu", threads: Optional[int] = None):
-    """``(model, cfg)`` from a checkpoint folder, a run/experiment folder (its best checkpoint) or an
-    exported ``.onnx`` file (run in onnxruntime on the CPU).
-
-    Raises:
-        CheckpointError: nothing loadable at ``path``.
-    """
-    p = os.fspath(path)
-    if p.lower().endswith(ONNX_SUFFIX):
-        cfg = onnx_config(p)
-        return OnnxModel(p, threads=threads), cfg
-    from swiniqa.models.loading import load_model
-
-    return load_model(p, device=device)
-
-
-__all__ = ["CropSpec", "crop_spec", "image_crops", "bytes_crops", "crop_scores", "OnnxModel", "onnx_config",
-           "load_scorer", "ONNX_SUFFIX"]
+__all__ = ["CropSpec", "crop_spec", "image_crops", "bytes_crops", "crop_scores"]

@@ -390,7 +390,8 @@ def score_collection(checkpoint: str | os.PathLike, inputs: Sequence[str], outpu
         DataError: nothing to score, an unreadable list/prefix/previous output, an unwritable output.
         CheckpointError: the model cannot be loaded (checked before any worker starts).
     """
-    from swiniqa.serving.runtime import crop_spec, load_scorer
+    from swiniqa.models.loading import load_scorer
+    from swiniqa.serving.runtime import crop_spec
 
     output = _check_output(output)
     order: list[str] = []

@@ -99,7 +99,8 @@ class IQAEndpoint:
                  max_body_bytes: int, device: str, threads: int, max_batch: int, batch_wait_s: float):
         import torch
 
-        from swiniqa.serving.runtime import crop_spec, load_scorer
+        from swiniqa.models.loading import load_scorer
+        from swiniqa.serving.runtime import crop_spec
 
         if device == "cpu":
             torch.set_num_threads(max(1, threads))
@@ -175,7 +176,8 @@ def build_app(checkpoint: str, *, replicas: int = 1, gpus_per_replica: float = 0
         CheckpointError / DataError: the checkpoint or the crop settings are unusable (checked here, once,
             before any replica starts).
     """
-    from swiniqa.serving.runtime import crop_spec, load_scorer
+    from swiniqa.models.loading import load_scorer
+    from swiniqa.serving.runtime import crop_spec
 
     if replicas < 1 or max_batch < 1 or max_body_bytes < 1:
         raise ConfigError("--replicas, --max-batch and --max-body-mb must be >= 1")
