@@ -63,6 +63,7 @@ def timed_ray_worker(loop_config: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_direct(cfg, splits, run_dir: str) -> tuple[list[dict], float]:
+    from swiniqa.layout import TENSORBOARD_DIR
     from swiniqa.training.loop import train_worker
     from swiniqa.training.session import LocalSession
     from swiniqa.training.trainer import worker_input
@@ -75,7 +76,7 @@ def run_direct(cfg, splits, run_dir: str) -> tuple[list[dict], float]:
 
     t0 = time.time()
     # the body of train_in_process, with the timed session
-    inp = worker_input(cfg, splits=splits, tensorboard=os.path.join(run_dir, "tensorboard"))
+    inp = worker_input(cfg, splits=splits, tensorboard=os.path.join(run_dir, TENSORBOARD_DIR))
     session = TimedLocalSession(run_dir, resume=False)
     train_worker(inp, session)
     return session.reports, t0

@@ -46,6 +46,7 @@ from swiniqa.config import ModelConfig, TrainConfig, config_from_dict, save_conf
 from swiniqa.errors import CheckpointError, SwiniqaError
 from swiniqa.layout import (BEST_WEIGHTS, CONFIG, DATASET_FINGERPRINT, ENVIRONMENT, MANIFEST,
                             METRICS, MODEL, STATE, WEIGHTS)
+from swiniqa.parsing import finite_float
 
 log = logging.getLogger("swiniqa.checkpoint")
 
@@ -455,12 +456,8 @@ def resolve_checkpoint(path: str | os.PathLike, metric: str = "val_srcc") -> Pat
                               f"{METRICS}){skipped}")
 
     def score(c: Path) -> float:
-        v = read_metrics(c).get(metric)
-        try:
-            v = float(v)
-        except (TypeError, ValueError):
-            return float("-inf")
-        return v if v == v else float("-inf")
+        v = finite_float(read_metrics(c).get(metric))
+        return float("-inf") if v is None else v
 
     return max(cands, key=score)
 

@@ -1,4 +1,4 @@
-"""The two value parsers every layer shares: booleans and ``HEIGHT x WIDTH`` sizes.
+"""The value parsers every layer shares: booleans, ``HEIGHT x WIDTH`` sizes and finite numbers.
 
 One place, so ``--set resize=384x512``, ``--resize 384,512``, a roots file's ``resize: [384, 512]`` and
 a reader option ``higher_is_better=no`` all accept the same spellings. Cheap to import (no torch).
@@ -6,11 +6,22 @@ a reader option ``higher_is_better=no`` all accept the same spellings. Cheap to 
 
 from __future__ import annotations
 
+import math
 from typing import Any, Callable, Optional
 
 TRUE = ("1", "true", "yes", "y", "on")
 FALSE = ("0", "false", "no", "n", "off")
 NONE = ("none", "null", "native", "")
+
+
+def finite_float(v: Any) -> Optional[float]:
+    """``float(v)`` when ``v`` is a finite number (a bool counts as 0/1), else None: None, NaN, inf, a string
+    that is no number, a metric a run never wrote. The one test of "is this a usable number"."""
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None
 
 
 def parse_bool(raw: Any, what: str, error: Callable[[str], Exception] = ValueError) -> bool:
@@ -69,4 +80,4 @@ def parse_hw(raw: Any, what: str, error: Callable[[str], Exception] = ValueError
     return vals  # type: ignore[return-value]
 
 
-__all__ = ["parse_bool", "parse_hw", "TRUE", "FALSE"]
+__all__ = ["finite_float", "parse_bool", "parse_hw", "TRUE", "FALSE"]

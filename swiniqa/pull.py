@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import math
 import os
 import re
 import shutil
@@ -49,13 +48,13 @@ from typing import Any, Optional
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from swiniqa.errors import SwiniqaError, did_you_mean
-from swiniqa.layout import CONFIG, METRICS, RESULTS_FILE, TRAIN_DIR, WEIGHTS
+from swiniqa.layout import CONFIG, METRICS, PULLED_FILE, RESULTS_FILE, TRAIN_DIR, WEIGHTS
+from swiniqa.parsing import finite_float
 from swiniqa.storage import download_file, filesystem, is_remote, list_tree, load_json
 
-PROVENANCE = "pulled.json"
 _REQUIRED = (WEIGHTS, CONFIG, METRICS)
 
-__all__ = ["pull", "redact", "PROVENANCE"]
+__all__ = ["pull", "redact"]
 
 
 # --------------------------------------------------------------------------------------------- helpers
@@ -92,16 +91,6 @@ def _fs_uri(base: str, base_path: str, path: str) -> str:
 def _safe_name(s: str) -> str:
     s = re.sub(r"[^A-Za-z0-9._=+-]+", "-", s).strip("-.")
     return s[:120] or "checkpoint"
-
-
-def _finite(v: Any) -> Optional[float]:
-    if isinstance(v, bool):
-        return float(v)
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return None
-    return f if math.isfinite(f) else None
 
 
 @dataclass
@@ -165,7 +154,7 @@ def _metric_of(cand: _Candidate, metric: str, metrics: Optional[dict[str, Any]] 
         metrics = {}
     cand.metrics_keys = sorted(metrics)
     cand.has_metric = metric in metrics
-    cand.value = _finite(metrics.get(metric))
+    cand.value = finite_float(metrics.get(metric))
 
 
 class _Opener:
@@ -230,8 +219,8 @@ def _from_results(rows: list, fs, root: str, base_uri: str, metric: str, skipped
         cand = _Candidate(cfs, cpath, curi, _safe_name(str(run)), files, row=row)
         if metric in row:
             cand.has_metric = True
-            cand.value = _finite(row.get(metric))
-            cand.metrics_keys = sorted(k for k, v in row.items() if _finite(v) is not None or v is None)
+            cand.value = finite_float(row.get(metric))
+            cand.metrics_keys = sorted(k for k, v in row.items() if finite_float(v) is not None or v is None)
         else:
             _metric_of(cand, metric)
         out.append(cand)
@@ -426,7 +415,7 @@ def _stage(ranked: list[_Candidate], top: int, tmp: str, source: str, how: str, 
             prov["trial"] = {k: cand.row.get(k) for k in ("trial_id", "run", "cell", "seed", "status", "best_epoch",
                                                          "epochs_run", "val_srcc", "val_plcc", "test_srcc",
                                                          "test_plcc") if k in cand.row}
-        with open(os.path.join(work, PROVENANCE), "w") as f:
+        with open(os.path.join(work, PULLED_FILE), "w") as f:
             f.write(json.dumps(prov, indent=2, sort_keys=True) + "\n")
         staged.append((folder, work, cand, prov))
     if not staged:
@@ -462,7 +451,7 @@ def _place(staged: list, dest_path: str, tmp: str) -> list[tuple[str, _Candidate
         p = os.path.join(dest_path, entry)
         if p == tmp or entry.startswith(".tmp-pull-"):
             continue
-        earlier_pull = os.path.isdir(p) and os.path.isfile(os.path.join(p, PROVENANCE))
+        earlier_pull = os.path.isdir(p) and os.path.isfile(os.path.join(p, PULLED_FILE))
         if entry in targets or earlier_pull:
             os.replace(p, os.path.join(old, entry))
     results = []
@@ -479,9 +468,9 @@ def _best_summary(best_dir: str, best: _Candidate) -> tuple[Optional[float], dic
         best_metrics = json.loads(f.read())
     with open(os.path.join(best_dir, CONFIG)) as f:
         best_config = json.loads(f.read())
-    srcc = _finite(best.row.get("val_srcc")) if best.row is not None and "val_srcc" in best.row else None
+    srcc = finite_float(best.row.get("val_srcc")) if best.row is not None and "val_srcc" in best.row else None
     if srcc is None:
-        srcc = _finite(best_metrics.get("val_srcc"))
+        srcc = finite_float(best_metrics.get("val_srcc"))
     return srcc, best_config
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from swiniqa.pull import PROVENANCE, pull
+from swiniqa.layout import PULLED_FILE
+from swiniqa.pull import pull
 
 
 def cmd_pull(args: argparse.Namespace) -> int:
@@ -33,7 +34,7 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "pull", help=help_,
         description=help_ + ". --top 1 writes DEST/best/; --top K writes DEST/rank1_<name>/ .. DEST/rankK_<name>/. "
-        "Each holds the checkpoint's files plus " + PROVENANCE + " (source, metric, value, rank, sha256 of every file). "
+        "Each holds the checkpoint's files plus " + PULLED_FILE + " (source, metric, value, rank, sha256 of every file). "
         "Credentials come from the environment (AWS_*, GOOGLE_APPLICATION_CREDENTIALS).")
     p.add_argument("source", metavar="EXPERIMENT_OR_RUN", help="experiment/run/checkpoint folder or URI")
     p.add_argument("--dest", required=True, help="local folder to copy into (created; must be empty unless --force)")

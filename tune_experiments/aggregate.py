@@ -14,7 +14,7 @@ import sys
 import tempfile
 from typing import Any, Optional
 
-from swiniqa.layout import REPORT_DIR, RESULTS_FILE
+from swiniqa.layout import REPORT_DIR, RESULTS_FILE, TENSORBOARD_DIR
 from swiniqa.storage import copy_dir, is_remote, join, json_safe, write_json
 from tune_experiments.experiment import UNFINISHED, Experiment, load_experiment
 from tune_experiments.stats import as_float
@@ -135,7 +135,7 @@ def build_report(uri: str, progress: bool = False, plots: bool = True) -> dict[s
         "best": best_trial(exp),
         "comparisons": [{k: d[k] for k in ("from", "to", "metric", "diff", "ci95_lo", "ci95_hi", "method", "verdict")}
                         for d in diffs.to_dict("records")],
-        "tensorboard": f"tensorboard --logdir {join(uri, 'tensorboard')}",
+        "tensorboard": f"tensorboard --logdir {join(uri, TENSORBOARD_DIR)}",
         "cells": table[["cell", "trials", "seeds_tested", "test_srcc_mean", "test_srcc_std", "test_srcc_ci95_lo",
                         "test_srcc_ci95_hi", "val_srcc_mean", "epochs_run_total"]].to_dict("records"),
     })

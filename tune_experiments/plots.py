@@ -18,16 +18,15 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from swiniqa.parsing import finite_float  # noqa: E402
+
 
 def _err(table, m: str) -> list[float]:
     return [h if isinstance(h, (int, float)) and math.isfinite(h) else 0.0 for h in table[f"{m}_ci95_half"]]
 
 
 def _ok(v: Any) -> bool:
-    try:
-        return math.isfinite(float(v))
-    except (TypeError, ValueError):
-        return False
+    return finite_float(v) is not None
 
 
 def _clamp_correlation_axis(ax) -> None:

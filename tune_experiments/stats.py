@@ -13,18 +13,12 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from swiniqa.parsing import finite_float
+
 
 def finite(values: Iterable[Any]) -> np.ndarray:
     """The finite numbers among ``values`` (None, NaN, inf and non-numbers dropped)."""
-    out = []
-    for v in values:
-        try:
-            f = float(v)
-        except (TypeError, ValueError):
-            continue
-        if math.isfinite(f):
-            out.append(f)
-    return np.asarray(out, dtype=np.float64)
+    return np.asarray([f for f in map(finite_float, values) if f is not None], dtype=np.float64)
 
 
 def as_float(v: Any) -> float:

@@ -12,7 +12,7 @@ import ray.tune
 
 from swiniqa.config import config_from_dict
 from swiniqa.errors import SwiniqaError
-from swiniqa.layout import TRAIN_DIR
+from swiniqa.layout import TENSORBOARD_DIR, TRAIN_DIR
 from swiniqa.storage import write_json
 from tune_experiments.experiment import merge_result, new_record, read_trial, trial_record_uri
 from tune_experiments.grids import run_name
@@ -41,8 +41,8 @@ def study_trial(config: dict[str, Any], exp_uri: str = "", configs: Optional[dic
     cell, seed = config["cell"], int(config["seed"])
     cfg = config_from_dict(configs[cell]).replace(seed=seed)
     run = run_name(cell, seed)
-    trainer, _ = make_trainer(cfg, run, f"{exp_uri}/{TRAIN_DIR}", splits[seed], callbacks=[TuneReportCallback()],
-                              tensorboard=f"{exp_uri}/tensorboard/{run}")
+    trainer, _ = make_trainer(cfg, run, f"{exp_uri}/{TRAIN_DIR}", splits[seed], callbacks=[epoch_report_callback()],
+                              tensorboard=f"{exp_uri}/{TENSORBOARD_DIR}/{run}")
     try:
         result = trainer.fit()
     except Exception as e:  # noqa: BLE001 - one readable line in Tune's error.txt

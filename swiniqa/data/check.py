@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import sys
 import tempfile
@@ -28,6 +27,7 @@ from PIL import ImageFile
 from swiniqa.data.images import decode_image, target_size
 from swiniqa.data.records import DatasetInfo
 from swiniqa.errors import DataError
+from swiniqa.parsing import finite_float
 
 CACHE_VERSION = 1
 
@@ -117,13 +117,6 @@ class _Progress:
             sys.stderr.flush()
 
 
-def _finite(x: object) -> bool:
-    try:
-        return math.isfinite(float(x))  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return False
-
-
 def _examples(items: list[str], k: int = 3) -> str:
     shown = ", ".join(items[:k])
     return shown + (f", ... ({len(items) - k} more)" if len(items) > k else "")
@@ -188,7 +181,7 @@ def _label_checks(info: DatasetInfo, report: CheckReport) -> list[str]:
     dups = sorted(p for p, c in seen.items() if c > 1)
     if dups:
         report.warnings.append(f"{len(dups)} image paths are listed more than once: {_examples(dups)}")
-    bad_scores = [r for r in info.records if not _finite(r.score)]
+    bad_scores = [r for r in info.records if finite_float(r.score) is None]
     for r in bad_scores:
         report.errors.append({"image": r.path, "why": f"score is {r.score!r}, not a finite number"})
     bad_ids = {id(r) for r in bad_scores}

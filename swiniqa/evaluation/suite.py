@@ -33,6 +33,7 @@ from swiniqa.config import TrainConfig
 from swiniqa.data.records import canonical_name, display_table
 from swiniqa.errors import DataError, did_you_mean
 from swiniqa.evaluation.evaluate import EVAL_PREPROCESSING, _precheck_files, evaluate_dataset, write_predictions
+from swiniqa.parsing import finite_float
 
 #: Suites: datasets that must have a root, and datasets evaluated when the roots name them.
 SUITES: dict[str, dict[str, tuple[str, ...]]] = {
@@ -227,7 +228,7 @@ def _row(name: str, metrics: dict[str, Any]) -> dict[str, Any]:
 
 
 def _mean(values) -> float:
-    v = [float(x) for x in values if x is not None and math.isfinite(float(x))]
+    v = [f for f in map(finite_float, values) if f is not None]
     return sum(v) / len(v) if v else float("nan")
 
 

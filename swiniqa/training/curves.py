@@ -10,6 +10,7 @@ import csv
 import io
 from typing import Any, Sequence
 
+from swiniqa.layout import CURVES_FILE, HISTORY_FILE
 from swiniqa.storage import write_bytes
 
 
@@ -61,6 +62,6 @@ def write_history(run_uri: str, history: Sequence[dict[str, Any]], title: str) -
     if not history:
         return []
     root = run_uri.rstrip("/")
-    write_bytes(f"{root}/history.csv", history_csv(history))
-    write_bytes(f"{root}/curves.png", curves_png(history, title))
-    return [f"{root}/history.csv", f"{root}/curves.png"]
+    write_bytes(f"{root}/{HISTORY_FILE}", history_csv(history))
+    write_bytes(f"{root}/{CURVES_FILE}", curves_png(history, title))
+    return [f"{root}/{HISTORY_FILE}", f"{root}/{CURVES_FILE}"]

@@ -10,6 +10,7 @@ import os
 from typing import Any, Optional
 
 from swiniqa.config import TrainConfig
+from swiniqa.layout import TENSORBOARD_DIR
 from swiniqa.training.loop import train_worker
 from swiniqa.training.session import LocalSession
 from swiniqa.training.trainer import worker_input
@@ -32,7 +33,7 @@ def train_in_process(cfg: TrainConfig, run_dir: Optional[str] = None, splits=Non
         DataError: the dataset cannot be read or split.
         TrainingError: the training loss became non-finite.
     """
-    inp = worker_input(cfg, splits=splits, tensorboard=os.path.join(run_dir, "tensorboard") if run_dir else None,
+    inp = worker_input(cfg, splits=splits, tensorboard=os.path.join(run_dir, TENSORBOARD_DIR) if run_dir else None,
                        run_dir=run_dir)
     session = LocalSession(run_dir, resume=resume)
     final = train_worker(inp, session)

@@ -20,6 +20,7 @@ from swiniqa.data.records import Record, read_config_dataset
 from swiniqa.data.staging import staged_for_workers
 from swiniqa.data.splits import split_dataset, split_size_notes
 from swiniqa.errors import DataError, SwiniqaError
+from swiniqa.layout import TENSORBOARD_DIR
 # worker_error keeps its old private name here until run_training/summarize (being rewritten) call it by its own
 from swiniqa.ray_runtime import dead_nodes, driver_pinned_actor_options, ensure_ray, lost_node_line
 from swiniqa.ray_runtime import worker_error as _worker_error
@@ -147,7 +148,7 @@ def make_trainer(cfg: TrainConfig, name: str, output: str, splits: dict[str, lis
     from ray.train.torch import TorchTrainer
 
     run_uri = f"{output.rstrip('/')}/{name}"
-    tb_local, tb_remote = tensorboard_dirs(tensorboard or f"{run_uri}/tensorboard", name)
+    tb_local, tb_remote = tensorboard_dirs(tensorboard or f"{run_uri}/{TENSORBOARD_DIR}", name)
     cpus = cpus_per_worker(cfg)
     lc = loop_config(cfg, splits, tensorboard=tb_local, tensorboard_remote=tb_remote, progress=progress,
                      torch_threads=max(1, int(cpus)))
