@@ -41,7 +41,7 @@ def study_trial(config: dict[str, Any], exp_uri: str = "", configs: Optional[dic
     cell, seed = config["cell"], int(config["seed"])
     cfg = config_from_dict(configs[cell]).replace(seed=seed)
     run = run_name(cell, seed)
-    trainer, _ = make_trainer(cfg, run, f"{exp_uri}/{TRAIN_DIR}", splits[seed], callbacks=[epoch_report_callback()],
+    trainer, _ = make_trainer(cfg, run, f"{exp_uri}/{TRAIN_DIR}", splits[seed], callbacks=[TuneReportCallback()],
                               tensorboard=f"{exp_uri}/{TENSORBOARD_DIR}/{run}")
     try:
         result = trainer.fit()
