@@ -95,7 +95,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                        max_body_bytes=int(args.max_body_mb * (1 << 20)), max_batch=args.max_batch,
                        batch_wait_s=args.batch_wait_ms / 1000.0)
     print(f"serving {args.checkpoint} on {url}: POST {url}/score (raw image bytes, or multipart form files), "
-          f"GET {url}/healthz; Ctrl-C stops", file=sys.stderr, flush=True)
+          f"GET {url}/healthz; Ctrl-C or SIGTERM stops", file=sys.stderr, flush=True)
     try:
         while True:
             time.sleep(3600)
@@ -158,7 +158,7 @@ def _register_serve(sub) -> None:
                     "multipart form files -> {\"scores\": [...], \"names\": [...]}; GET /healthz. Concurrent "
                     "requests share forward passes (dynamic batching). Scores equal `swiniqa predict`'s for the "
                     "same files. A broken upload gets a 4xx with one line. Listens on 127.0.0.1 unless --host says "
-                    "otherwise; uses RAY_ADDRESS when set, else a local Ray. Ctrl-C stops.")
+                    "otherwise; uses RAY_ADDRESS when set, else its own local Ray. Ctrl-C or SIGTERM stops.")
     _add_scoring_args(p)
     p.add_argument("--port", type=int, default=8000, help="HTTP port (default 8000)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 for all)")
