@@ -99,3 +99,20 @@ def scipy_metrics(pred: Sequence[float], mos: Sequence[float]) -> dict[str, floa
     p, m = np.asarray(pred, np.float64), np.asarray(mos, np.float64)
     return {"srcc": float(stats.spearmanr(p, m)[0]), "plcc": float(stats.pearsonr(p, m)[0]),
             "krcc": float(stats.kendalltau(p, m)[0]), "rmse": float(np.sqrt(np.mean((p - m) ** 2)))}
+
+
+def write_checkpoint(*args, **kwargs):
+    """The checkpoint writer, wherever this version keeps it (it moved out of ``swiniqa.training``)."""
+    try:
+        from swiniqa.checkpoints import write_checkpoint as write
+    except ImportError:
+        from swiniqa.training.checkpoint import write_checkpoint as write
+    return write(*args, **kwargs)
+
+
+def load_model(*args, **kwargs):
+    try:
+        from swiniqa.models.loading import load_model as load
+    except ImportError:
+        from swiniqa.training.checkpoint import load_model as load
+    return load(*args, **kwargs)

@@ -41,9 +41,7 @@ def _model(cfg: TrainConfig, seed: int = 0, shift: float = 50.0, scale: float = 
 
 
 def _write_ckpt(d: Path, cfg: TrainConfig, seed: int = 0, val_srcc: float = 0.5) -> Path:
-    from swiniqa.checkpoints import write_checkpoint
-
-    return write_checkpoint(d, _model(cfg, seed).state_dict(), cfg, {"val_srcc": val_srcc, "epoch": 1})
+    return oracles.write_checkpoint(d, _model(cfg, seed).state_dict(), cfg, {"val_srcc": val_srcc, "epoch": 1})
 
 
 def _images(folder: Path, n: int, start: int = 0) -> list[str]:
@@ -86,9 +84,8 @@ def test_predict_score_is_the_mean_of_the_images_distinct_crops(tmp_path, ckpt, 
     Library and CLI; several images' crops share a forward pass (batch 8 = 2 images of 4 crops)."""
     from swiniqa.cli import main
     from swiniqa.evaluation.predict import predict_images
-    from swiniqa.models.loading import load_model
 
-    model, cfg = load_model(ckpt)
+    model, cfg = oracles.load_model(ckpt)
     paths = _images(tmp_path / "in", 5)
     broken = tmp_path / "in" / "broken.png"
     broken.write_bytes(b"\x89PNG\r\n\x1a\n not an image")
@@ -188,9 +185,8 @@ def test_validation_metrics_are_scipys_on_the_crop_means(tmp_path):
 def _ckpt_with(d: Path, value_seed: int, **metrics) -> str:
     """A checkpoint folder whose weights are unique to it (so a wrong pick shows in the bytes)."""
     from swiniqa.config import preset
-    from swiniqa.checkpoints import write_checkpoint
 
-    write_checkpoint(d, {"w": torch.full((4,), float(value_seed))}, preset("demo"), {"epoch": 1, **metrics})
+    oracles.write_checkpoint(d, {"w": torch.full((4,), float(value_seed))}, preset("demo"), {"epoch": 1, **metrics})
     return str(d)
 
 
@@ -331,3 +327,80 @@ def test_report_differences_and_verdicts_against_scipys_t_tests(tmp_path, seeds_
     vci = vt.confidence_interval(0.95)
     assert [v["ci95_lo"], v["ci95_hi"]] == pytest.approx([vci.low, vci.high], rel=1e-5)
     assert v["verdict"] == ("within noise" if vci.low <= 0 <= vci.high else "higher" if vci.low > 0 else "lower")
+
+
+# ---------------------------------------------------------------------------------------------- splits
+def _records(groups: int, per_group: int = 3):
+    from swiniqa.data.records import Record
+
+    return [Record(f"/x/g{g}_{k}.png", float(g + k), f"g{g}") for g in range(groups) for k in range(per_group)]
+
+
+@pytest.mark.core
+@pytest.mark.parametrize("groups,val,test", [(10, 0.05, 0.05), (20, 0.26, 0.14), (13, 0.22, 0.15), (7, 0.3, 0.0),
+                                             (2, 0.5, 0.0), (9, 0.0, 0.3)])
+def test_split_sizes_are_the_fractions_of_content_groups(groups, val, test):
+    """README (train, data): split by content, fractions of the content groups; each non-zero fraction gets at
+    least one group and a zero fraction none (the demo's 13 photos: 22 % val, 15 % test -> 3 and 2 photos)."""
+    from swiniqa.data.splits import split_records
+
+    parts = split_records(_records(groups), seed=1, val_fraction=val, test_fraction=test)
+    n_groups = {k: len({r.group for r in v}) for k, v in parts.items()}
+    want_test = max(1, int(math.floor(test * groups + 0.5))) if test > 0 else 0
+    want_val = max(1, int(math.floor(val * groups + 0.5))) if val > 0 else 0
+    assert (n_groups["val"], n_groups["test"]) == (want_val, want_test)
+    assert n_groups["train"] == groups - want_val - want_test
+    assert sum(len(v) for v in parts.values()) == groups * 3
+    for k in parts:  # whole groups only
+        for g in {r.group for r in parts[k]}:
+            assert sum(r.group == g for r in parts[k]) == 3
+
+
+@pytest.mark.core
+def test_an_official_split_without_a_validation_part_falls_back_to_a_content_split():
+    """A release split that names no validation images cannot select a checkpoint: the seeded content split is
+    used instead (so validation is never empty)."""
+    from swiniqa.data.records import DatasetInfo
+    from swiniqa.data.splits import split_dataset
+
+    recs = _records(6)
+    official = {r.path: ("train" if r.group in ("g0", "g1", "g2", "g3") else "test") for r in recs}
+    info = DatasetInfo(name="x", root="/x", records=recs, official_split=official)
+    parts = split_dataset(info, seed=0, val_fraction=0.2, test_fraction=0.2)
+    assert parts["val"] and parts["test"] and parts["train"]
+    assert {r.group for r in parts["val"]}.isdisjoint({r.group for r in parts["train"]})
+
+
+# ---------------------------------------------------------------------------------------------- score (Ray Data)
+def test_score_rows_are_the_crop_means_in_input_order(ray_session, tmp_path, ckpt):
+    """README `score`: `image, score, error` in input order (a folder's files sorted in its place, a list
+    file's lines in theirs; a missing or unreadable file keeps its place with an error and no score); each
+    score is the mean of the image's distinct crops seeded by its bytes, computed here by hand."""
+    import pandas as pd
+
+    from swiniqa.serving.score import score_collection
+
+    model, cfg = oracles.load_model(ckpt)
+    files = _images(tmp_path / "pics", 3)
+    folder = _images(tmp_path / "folder", 2, start=10)
+    listed = tmp_path / "list.txt"
+    extra = _images(tmp_path / "more", 1, start=20)[0]
+    listed.write_text(f"{extra}\n")
+    broken = tmp_path / "pics" / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n not an image")
+    missing = str(tmp_path / "pics" / "missing.png")
+    inputs = [files[2], missing, str(tmp_path / "folder"), files[0], str(broken), str(listed), files[1]]
+    expected_order = [files[2], missing, *folder, files[0], str(broken), extra, files[1]]
+    out = tmp_path / "scores.csv"
+    res = score_collection(str(ckpt), inputs, str(out), progress=False, actors=1, cpus_per_actor=1)
+    df = pd.read_csv(out)
+    assert [os.path.normpath(p) for p in df["image"]] == [os.path.normpath(p) for p in expected_order]
+    good = [p for p in expected_order if p not in (missing, str(broken))]
+    want = dict(zip(good, oracles.file_scores(model, good, cfg.test_patches, PATCH, cfg.seed)))
+    for image, score, error in zip(df["image"], df["score"], df["error"]):
+        key = next(p for p in expected_order if os.path.normpath(p) == os.path.normpath(image))
+        if key in want:
+            assert score == pytest.approx(want[key], abs=oracles.ATOL), image
+        else:
+            assert math.isnan(score) and isinstance(error, str) and error, image
+    assert res["scored"] == len(good) and len(res["errors"]) == 2
