@@ -109,6 +109,8 @@ class NativeStderrFilter:
         import threading
 
         sys.stderr.flush()
+        self._end = f"swiniqa-stderr-end-{os.getpid()}-{id(self)}\n".encode()
+        self._drained = threading.Event()
         self._real = os.dup(2)
         r, w = os.pipe()
         os.dup2(w, 2)
@@ -137,7 +139,11 @@ class NativeStderrFilter:
         os.close(r)
 
     def _line(self, line: bytes) -> None:
-        if _NATIVE_LINE.match(line.lstrip(b"\r")):
+        if line.endswith(self._end):  # close()'s marker: everything written before it has been forwarded
+            if line[: -len(self._end)]:
+                self._write(line[: -len(self._end)])
+            self._drained.set()
+        elif _NATIVE_LINE.match(line.lstrip(b"\r")):
             log.debug("%s", line.decode(errors="replace").rstrip())
         else:
             self._write(line)
@@ -149,16 +155,17 @@ class NativeStderrFilter:
             pass
 
     def close(self) -> None:
-        """Restore descriptor 2 and forward what is still in the pipe (waits up to 2 s)."""
+        """Forward what is still in the pipe (a marker line says when: Ray's processes started meanwhile hold
+        the pipe too, so it never ends), then restore descriptor 2; waits up to 2 s."""
         import sys
 
         try:
             sys.stderr.flush()
+            os.write(2, self._end)
         except (OSError, ValueError):
             pass
-        os.dup2(self._real, 2)  # closes the pipe's last write end (unless a child inherited it): the pump ends
-        self._thread.join(timeout=2.0)
-        os.close(self._real)
+        self._drained.wait(timeout=2.0)
+        os.dup2(self._real, 2)  # the pump keeps filtering what Ray's child processes still write into the pipe
 
 
 class _keeping_sigterm_handler:
