@@ -62,22 +62,6 @@ def provenance_summary(exp: Experiment) -> dict[str, Any]:
     return compare(exp.provenance)
 
 
-def provenance_line(p: dict[str, Any]) -> str:
-    """One line for people: 'one environment and one dataset' or which trials differ, in what."""
-    if p.get("one_environment") and p.get("one_dataset"):
-        return f"provenance: every trial ran on one environment ({next(iter(p['environments']), '?')}) and one " \
-               f"dataset ({next(iter(p['datasets']), '?')})"
-    parts = []
-    for d in p.get("differ", []):
-        what = ([f"environment ({', '.join(d['environment_fields'])})"] if d["environment_fields"] else []) + \
-               ([f"dataset {d['dataset']}"] if d.get("dataset") else [])
-        parts.append(f"{d['run']}: {' and '.join(what)}")
-    if p.get("missing"):
-        parts.append(f"no provenance recorded: {', '.join(p['missing'])}")
-    return (f"provenance: {len(p.get('environments', {}))} environment(s), {len(p.get('datasets', {}))} dataset(s); "
-            + "; ".join(parts))
-
-
 def _write_tables(exp: Experiment, table, diffs, summary: dict[str, Any], out_dir: str) -> dict[str, str]:
     """The table files into the local ``out_dir``; {kind: file name}."""
     study = exp.meta["study"]
@@ -144,4 +128,4 @@ def build_report(uri: str, progress: bool = False, plots: bool = True) -> dict[s
     return json_safe(summary)
 
 
-__all__ = ["build_report", "best_trial", "results_rows", "provenance_summary", "provenance_line"]
+__all__ = ["build_report", "best_trial", "results_rows", "provenance_summary"]

@@ -49,7 +49,7 @@ def _human(s: dict[str, Any]) -> str:
             lines.append(f"  {d['from']} -> {d['to']}: test SRCC {_f(d['diff'], '+.4f')} "
                          f"[{_f(d['ci95_lo'], '+.4f')}, {_f(d['ci95_hi'], '+.4f')}] {d['verdict']}")
     if s.get("provenance"):
-        from tune_experiments.aggregate import provenance_line
+        from tune_experiments.tables import provenance_line
 
         lines.append(provenance_line(s["provenance"]))
     b = s.get("best")

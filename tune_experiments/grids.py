@@ -103,6 +103,17 @@ AUGMENT_STUDY = Study(
 STUDIES: dict[str, Study] = {s.name: s for s in (LR_STUDY, SIZE_STUDY, ABLATION_STUDY, AUGMENT_STUDY)}
 
 
+def ablation_cells() -> list[tuple[str, str, dict[str, Any]]]:
+    """``(key, label, overrides)`` of :data:`ABLATION_STUDY`'s cells at the size the study measured them
+    (Swin-B; C0 is ResNet-50): the rows ``swiniqa complexity --table`` adds to the full-model sizes."""
+    out = []
+    for c in ABLATION_STUDY.cells:
+        swin = c.overrides.get("backbone", "swin") == "swin"
+        ov = {"model_size": "base", **c.overrides} if swin else dict(c.overrides)
+        out.append((c.name, f"{c.label} (Swin-B)" if swin else c.label, ov))
+    return out
+
+
 def get_study(name: str) -> Study:
     if name not in STUDIES:
         hint = did_you_mean(name, STUDIES)
@@ -183,4 +194,4 @@ def run_name(cell: str, seed: int) -> str:
 
 __all__ = ["Cell", "Study", "ResolvedCell", "STUDIES", "LR_STUDY", "SIZE_STUDY", "ABLATION_STUDY", "AUGMENT_STUDY",
            "LR_VALUES", "LR_CENTRE", "FULL_MODEL", "get_study", "resolve_cells", "trial_specs",
-           "run_name", "uses_cpu_stand_ins", "lr_cell_name"]
+           "run_name", "uses_cpu_stand_ins", "lr_cell_name", "ablation_cells"]

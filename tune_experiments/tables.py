@@ -101,6 +101,22 @@ def _params_text(p: Any) -> str:
     return f"{f / 1e6:.2f} M" if math.isfinite(f) else "–"
 
 
+def provenance_line(p: dict[str, Any]) -> str:
+    """One line for people: 'one environment and one dataset' or which trials differ, in what."""
+    if p.get("one_environment") and p.get("one_dataset"):
+        return f"provenance: every trial ran on one environment ({next(iter(p['environments']), '?')}) and one " \
+               f"dataset ({next(iter(p['datasets']), '?')})"
+    parts = []
+    for d in p.get("differ", []):
+        what = ([f"environment ({', '.join(d['environment_fields'])})"] if d["environment_fields"] else []) + \
+               ([f"dataset {d['dataset']}"] if d.get("dataset") else [])
+        parts.append(f"{d['run']}: {' and '.join(what)}")
+    if p.get("missing"):
+        parts.append(f"no provenance recorded: {', '.join(p['missing'])}")
+    return (f"provenance: {len(p.get('environments', {}))} environment(s), {len(p.get('datasets', {}))} dataset(s); "
+            + "; ".join(parts))
+
+
 def markdown_report(exp: Experiment, table, diffs, summary: dict[str, Any]) -> str:
     meta = exp.meta
     varied = [k for k in meta.get("varied", []) if k != "seed"]
@@ -139,8 +155,6 @@ def markdown_report(exp: Experiment, table, diffs, summary: dict[str, Any]) -> s
                      "biases comparisons against them (rerun with --no-early-stop for a clean comparison)")
         lines.append(text + ".")
     if summary.get("provenance"):
-        from tune_experiments.aggregate import provenance_line
-
         lines.append(f"* {provenance_line(summary['provenance'])}.")
     for n in meta.get("notes", []):
         lines.append(f"* {n}")
@@ -171,4 +185,4 @@ def latex_table(exp: Experiment, table) -> str:
     return "\n".join(out) + "\n"
 
 
-__all__ = ["cell_table", "comparison_table", "markdown_report", "latex_table", "count_params", "METRICS"]
+__all__ = ["cell_table", "comparison_table", "markdown_report", "latex_table", "count_params", "METRICS", "provenance_line"]

@@ -115,13 +115,8 @@ def register_reader(name: str, *, display_name: Optional[str] = None, kind: str 
     return deco
 
 
-def _load_builtin() -> None:
-    import swiniqa.data.readers  # noqa: F401  (registers the built-in readers)
-
-
 def canonical_name(name: str) -> Optional[str]:
     """The registered name for ``name`` or one of its aliases (any case/punctuation), else None."""
-    _load_builtin()
     k = _key(name)
     for s in DATASETS.values():
         if k == _key(s.name) or k in (_key(a) for a in s.aliases):
@@ -216,13 +211,11 @@ def _is_true(v: Any) -> bool:
 
 def eval_preprocessing_table() -> dict[str, dict[str, Any]]:
     """``{dataset: {"resize": ..., "resize_short": ...}}`` of every spec with evaluation preprocessing."""
-    _load_builtin()
     return {s.name: dict(s.eval_preprocessing) for s in DATASETS.values() if s.eval_preprocessing is not None}
 
 
 def display_table() -> dict[str, tuple[str, str]]:
     """``{dataset: (display name, kind)}`` of every registered dataset, for tables."""
-    _load_builtin()
     return {s.name: (s.display_name, s.kind) for s in DATASETS.values()}
 
 

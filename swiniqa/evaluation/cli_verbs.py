@@ -155,9 +155,12 @@ def cmd_complexity(args: argparse.Namespace) -> int:
 
     if args.table:
         sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
-        rows = cx.complexity_rows(sizes, ablations=not args.no_ablations, latency=args.latency, device=args.device,
+        cells = () if args.no_ablations else ablation_cells()
+        rows = cx.complexity_rows(sizes, cells, latency=args.latency, device=args.device,
                                   batch_size=args.batch_size, repeats=args.repeats)
         md = cx.complexity_markdown(rows)
+        from tune_experiments.grids import ablation_cells
+
         if args.json:
             emit({"rows": [{k: v for k, v in r.items() if k != "counter_note"} for r in rows], "markdown": md,
                   "counter": cx.COUNTER}, True)

@@ -2,8 +2,9 @@
 
     from swiniqa.config import TrainConfig
     from swiniqa.evaluation.complexity import measure_complexity, complexity_table
+    from tune_experiments.grids import ablation_cells
     measure_complexity(TrainConfig(model_size="base", pretrained=False))   # params, macs, flops, latency_ms, ...
-    print(complexity_table())                                              # all sizes + ablation cells
+    print(complexity_table(cells=ablation_cells()))                        # all sizes + the ablation cells
 
 Counting. FLOPs come from ``torch.utils.flop_counter.FlopCounterMode`` on one forward pass of one
 ``patch_size`` patch (224 for the real Swin sizes): it counts matrix multiplications (mm, addmm, bmm,
@@ -47,21 +48,6 @@ REFERENCE: dict[str, tuple[float, Optional[float]]] = {
     "tiny": (29.52, 4.60), "small": (50.84, 8.86), "base": (89.11, 15.58),
     "C0": (27.38, 4.31), "A2": (88.39, None), "A1": (88.85, None), "E6": (89.11, 15.58),
 }
-
-def ablation_cells() -> list[tuple[str, str, dict[str, Any]]]:
-    """``(key, label, overrides)`` of the ablation study's cells at Swin-B (C0 is ResNet-50).
-
-    The cells are :data:`tune_experiments.grids.ABLATION_STUDY`'s (the one definition of every study cell);
-    the study measured the Swin cells at the base size."""
-    from tune_experiments.grids import ABLATION_STUDY
-
-    out = []
-    for c in ABLATION_STUDY.cells:
-        swin = c.overrides.get("backbone", "swin") == "swin"
-        ov = {"model_size": "base", **c.overrides} if swin else dict(c.overrides)
-        out.append((c.name, f"{c.label} (Swin-B)" if swin else c.label, ov))
-    return out
-
 
 def _model_cfg(cfg: TrainConfig) -> TrainConfig:
     return cfg.replace(pretrained=False, pretrained_path=None)
@@ -202,17 +188,18 @@ def measure_complexity(cfg: TrainConfig, device: Optional[str] = None, batch_siz
     return out
 
 
-def complexity_rows(sizes: Sequence[str] = ("tiny", "small", "base"), ablations: bool = True, latency: bool = False,
+def complexity_rows(sizes: Sequence[str] = ("tiny", "small", "base"),
+                    cells: Sequence[tuple[str, str, dict[str, Any]]] = (), latency: bool = False,
                     device: Optional[str] = None, batch_size: int = 32, repeats: int = 10,
                     base: Optional[TrainConfig] = None) -> list[dict[str, Any]]:
-    """One :func:`measure_complexity` dict per full-model size, then per ablation cell (plus ``label`` and
-    the study's ``reference_params_m``/``reference_gmacs``)."""
+    """One :func:`measure_complexity` dict per full-model size, then per ``(key, label, overrides)`` of
+    ``cells`` (e.g. :func:`tune_experiments.grids.ablation_cells`), plus ``label`` and the study's
+    ``reference_params_m``/``reference_gmacs``."""
     base = base or TrainConfig(pretrained=False)
     specs: list[tuple[str, str, dict[str, Any]]] = [
         (s, f"Swin-{s} full model (multi-scale + attention)", dict(model_size=s, multiscale=True, attention=True,
                                                                     backbone="swin")) for s in sizes]
-    if ablations:
-        specs += [(k, label, {"backbone": "swin", **ov}) for k, label, ov in ablation_cells()]
+    specs += [(k, label, {"backbone": "swin", **ov}) for k, label, ov in cells]
     rows = []
     for key, label, ov in specs:
         cfg = base.replace(pretrained=False, pretrained_path=None, **ov)
@@ -251,20 +238,22 @@ def complexity_markdown(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def complexity_table(sizes: Sequence[str] = ("tiny", "small", "base"), ablations: bool = True, latency: bool = False,
+def complexity_table(sizes: Sequence[str] = ("tiny", "small", "base"),
+                     cells: Sequence[tuple[str, str, dict[str, Any]]] = (), latency: bool = False,
                      device: Optional[str] = None, batch_size: int = 32, repeats: int = 10) -> str:
-    """Markdown table of every size (full model) and ablation cell: params, GMACs, GFLOPs (+ latency).
+    """Markdown table of every size (full model) and cell: params, GMACs, GFLOPs (+ latency).
 
     Args:
         sizes: Swin sizes of the full model, one row each.
-        ablations: add the ablation study's cells (:func:`ablation_cells`).
+        cells: more rows, ``(key, label, overrides)`` (the ablation study's:
+            :func:`tune_experiments.grids.ablation_cells`).
         latency, device, batch_size, repeats: time each row too (see :func:`measure_complexity`).
 
     Returns:
         The table, with the study's reference numbers beside the measured ones and a note on the counter.
     """
-    return complexity_markdown(complexity_rows(sizes, ablations, latency, device, batch_size, repeats))
+    return complexity_markdown(complexity_rows(sizes, cells, latency, device, batch_size, repeats))
 
 
-__all__ = ["COUNTER", "ablation_cells", "REFERENCE", "count_flops", "measure_latency", "measure_complexity",
+__all__ = ["COUNTER", "REFERENCE", "count_flops", "measure_latency", "measure_complexity",
            "complexity_rows", "complexity_markdown", "complexity_table", "device_name"]
