@@ -404,3 +404,47 @@ def test_score_rows_are_the_crop_means_in_input_order(ray_session, tmp_path, ckp
         else:
             assert math.isnan(score) and isinstance(error, str) and error, image
     assert res["scored"] == len(good) and len(res["errors"]) == 2
+
+
+# ---------------------------------------------------------------------------------------------- train
+def test_train_summary_is_scipys_metrics_of_the_weights_it_names(tmp_path):
+    """README `train`: validation every epoch (mean of N distinct fixed crops per image), the best checkpoint is
+    the first epoch reaching the best val SRCC, and after the last epoch the weights selected on validation are
+    evaluated once on the test split. Each figure is recomputed here from the checkpoint folder's weights: crop
+    means by hand, SRCC/PLCC by scipy, the best epoch by sorting the epochs' figures."""
+    from learnable_data import noise_config, write_noise_dataset
+    from safetensors.torch import load_file
+
+    from swiniqa.data.records import Record
+    from swiniqa.layout import WEIGHTS
+    from swiniqa.training.local import train_in_process
+
+    root, labels = write_noise_dataset(tmp_path / "data", n=48, size=80)
+    names = sorted(labels)
+    recs = [Record(os.path.join(root, n), labels[n], n) for n in names]
+    splits = {"train": recs[:24], "val": recs[24:36], "test": recs[36:]}
+    cfg = noise_config(root, epochs=4, lr=3e-3, test_patches=2, patience=100)
+    run = tmp_path / "run"
+    final, reports = train_in_process(cfg, str(run), splits=splits)
+    assert [r["epoch"] for r in reports] == [1, 2, 3, 4]
+
+    def weights_of(epoch):
+        m = build_model(cfg)
+        m.load_state_dict(load_file(str(run / f"checkpoint_epoch{epoch:04d}" / WEIGHTS)))
+        return m.eval()
+
+    def figures(model, part):
+        pred = oracles.record_scores(model, [r.path for r in splits[part]], cfg.test_patches, cfg.patch_size, cfg.seed)
+        return oracles.scipy_metrics(pred, [r.score for r in splits[part]])
+
+    val = [figures(weights_of(e), "val") for e in (1, 2, 3, 4)]
+    for r, v in zip(reports, val):
+        assert (r["val_srcc"], r["val_plcc"]) == (pytest.approx(v["srcc"], abs=1e-6), pytest.approx(v["plcc"], abs=1e-4))
+    srccs = [v["srcc"] for v in val]
+    best = srccs.index(max(srccs)) + 1  # the first epoch reaching the best
+    assert final["best_epoch"] == best and final["best_val_srcc"] == pytest.approx(max(srccs), abs=1e-6)
+    assert final["best_val_plcc"] == pytest.approx(val[best - 1]["plcc"], abs=1e-4)
+    assert best < 4, srccs  # the last epoch is not the best, so "the selected weights" is a real choice here
+    test = figures(weights_of(best), "test")
+    assert final["test_srcc"] == pytest.approx(test["srcc"], abs=1e-6)
+    assert final["test_plcc"] == pytest.approx(test["plcc"], abs=1e-4)
