@@ -1,5 +1,6 @@
 """The import contracts in pyproject.toml (``[tool.importlinter]``) hold: imports go downwards through the layers
-of docs/ARCHITECTURE.md, no library module imports the CLI, no package has an import cycle.
+of docs/ARCHITECTURE.md, no library module imports the CLI, serving and pull need no training code, no package
+has an import cycle.
 
 The second test shows the check is live: a scratch copy of the tree with one bad import fails it, naming the
 contract and the import.
@@ -37,6 +38,9 @@ def test_import_contracts_hold():
     # evaluation imports the CLI
     ("swiniqa/evaluation/inference.py", "from swiniqa import cli_common", "no library module imports the CLI",
      "swiniqa.evaluation.inference -> swiniqa.cli_common"),
+    # serving is above training, but scores checkpoints: it must not need training code
+    ("swiniqa/serving/score.py", "from swiniqa.training import session", "never training code",
+     "swiniqa.serving.score -> swiniqa.training.session"),
     # loop -> local -> loop: the cycle a re-export in loop.py once made
     ("swiniqa/training/loop.py", "from swiniqa.training import local", "no import cycles", ".loop -> .local"),
 ])
