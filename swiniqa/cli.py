@@ -65,7 +65,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from swiniqa.resources import check_local_capacity
 
     cfg = config_from_args(args)
-    check_local_capacity(cfg.num_workers, cfg.cpus_per_worker, cfg.use_gpu)  # before data and Ray: at once
+    # before data and Ray: at once (an elastic run needs room for its fewest workers)
+    check_local_capacity(cfg.min_workers or cfg.num_workers, cfg.cpus_per_worker, cfg.use_gpu)
     cc.check_output_dir(cfg.output, "--output")
     cc.apply_max_pixels(cfg.max_image_pixels)
     summary = run_training(cfg, progress=not args.quiet)  # logs the data notes before training starts

@@ -30,7 +30,7 @@ DATASET_KEYS = ("dataset", "data_root", "labels", "images", "score_col", "image_
 PATH_KEYS = ("data_root", "labels", "images")
 #: Training flags -> TrainConfig keys.
 TRAIN_KEYS = ("epochs", "lr", "model_size", "backbone", "num_workers", "use_gpu", "seed", "max_failures",
-              "output", "name", "skip_bad_images", "inject_failure_at_epoch", "max_image_pixels")
+              "output", "name", "skip_bad_images", "inject_failure_at_epoch", "max_image_pixels", "max_preemptions")
 MODEL_KEYS = ("model_size", "backbone")
 FLAG_KEYS = TRAIN_KEYS + DATASET_KEYS
 
@@ -104,6 +104,15 @@ def add_global_flags(p: argparse.ArgumentParser, root: bool = False) -> None:
             p.add_argument(flag, action="store_true", default=d, help=help_)
 
 
+def worker_count(text: str) -> str:
+    """``--num-workers``: N, or MIN-MAX for an elastic run (the config splits it into ``min_workers`` and
+    ``num_workers``); anything else is a usage error."""
+    lo, dash, hi = text.strip().partition("-")
+    if not (lo.isdigit() and (not dash or hi.isdigit())):
+        raise argparse.ArgumentTypeError(f"expected N or MIN-MAX (e.g. 2 or 1-4), got {text!r}")
+    return text.strip()
+
+
 def add_preset_args(g) -> None:
     """``--preset --config --set``: the config layers (preset, then file, then flags and --set)."""
     g.add_argument("--preset", default=None, help="named preset: paper (reference best run) or demo (CPU)")
@@ -123,10 +132,14 @@ def add_config_args(p: argparse.ArgumentParser, dataset: bool = True) -> None:
     g.add_argument("--epochs", type=int, help="training epochs")
     g.add_argument("--lr", type=float, help="backbone learning rate (head: lr x lr_ratio)")
     add_model_args(g)
-    g.add_argument("--num-workers", dest="num_workers", type=int, help="data-parallel workers (GPUs/processes)")
+    g.add_argument("--num-workers", dest="num_workers", type=worker_count, metavar="N|MIN-MAX",
+                   help="data-parallel workers (GPUs/processes); MIN-MAX: an elastic run that starts on MIN, "
+                        "uses up to MAX, continues on fewer when a node is lost and grows back")
     g.add_argument("--gpu", dest="use_gpu", action="store_const", const=True, help="one GPU per worker")
     g.add_argument("--seed", type=int, help="seed of split, crops and initialisation")
     g.add_argument("--max-failures", dest="max_failures", type=int, help="worker-group restarts allowed")
+    g.add_argument("--max-preemptions", dest="max_preemptions", type=int,
+                   help="restarts after spot reclaim notices allowed, apart from --max-failures (default: unlimited)")
     g.add_argument("--output", help="local folder or s3:// / gs:// URI for runs")
     g.add_argument("--name", help="run name; reusing a name resumes that run")
     g.add_argument("--skip-bad-images", dest="skip_bad_images", action="store_const", const=True,

@@ -121,6 +121,18 @@ class TrainConfig:
     #: GiB of decoded, resized images each worker keeps between epochs (0 = derived; see cache_bytes).
     cache_gb: float = 0.0
     max_failures: int = 0
+    #: Elastic runs: the fewest workers the run trains on (0 = a fixed ``num_workers``). With ``min_workers``
+    #: set, ``num_workers`` is the most: the run starts once ``min_workers`` fit, continues on the survivors
+    #: of a lost node and grows back when capacity returns (``--num-workers MIN-MAX`` sets both).
+    min_workers: int = 0
+    #: Seconds between an elastic run's checks for room to grow (Ray's ``elastic_resize_monitor_interval_s``).
+    resize_check_s: float = 60.0
+    #: Restarts after reclaim notices (spot preemption) allowed, counted apart from ``max_failures``;
+    #: -1 = Ray's default (unlimited).
+    max_preemptions: int = -1
+    #: Training steps between asks whether a worker's node is about to be reclaimed (a barrier over the
+    #: workers); on a notice the run checkpoints mid-epoch at once. 0 = never ask.
+    preemption_check_steps: int = 10
     inject_failure_at_epoch: int = -1
     output: str = "runs"
     name: Optional[str] = None
@@ -404,12 +416,26 @@ def apply_overrides(base: TrainConfig, overrides: dict[str, Any]) -> TrainConfig
     values = {f.name: getattr(base, f.name) for f in fields(base)}
     for key, raw in overrides.items():
         key = key.replace("-", "_")
+        if key == "num_workers" and isinstance(raw, str) and "-" in raw.strip().lstrip("-"):
+            values["min_workers"], raw = _worker_range(raw)  # "MIN-MAX": an elastic run
         if key not in hints:
             hint = did_you_mean(key, hints)
             raise ConfigError(f"unknown config key '{key}'{' (' + hint + ')' if hint else ''}; see "
                               "`swiniqa config --preset demo` for all keys")
         values[key] = _parse_value(key, raw, hints[key])
     return TrainConfig(**values)
+
+
+def _worker_range(raw: str) -> tuple[int, int]:
+    """``"MIN-MAX"`` -> (MIN, MAX) workers of an elastic run; a one-line error for anything else."""
+    lo, _, hi = raw.strip().partition("-")
+    try:
+        lo_n, hi_n = int(lo), int(hi)
+    except ValueError:
+        raise ConfigError(f"config key 'num_workers': expected N or MIN-MAX (e.g. 1-4), got {raw!r}") from None
+    if not 1 <= lo_n <= hi_n:
+        raise ConfigError(f"config key 'num_workers' = {raw!r}: MIN-MAX needs 1 <= MIN <= MAX, e.g. 1-4")
+    return lo_n, hi_n
 
 
 def validate(cfg: TrainConfig) -> None:
@@ -450,6 +476,14 @@ def validate(cfg: TrainConfig) -> None:
             bad(key, "must be in [0, 1)")
     if not (0 <= cfg.val_fraction < 1 and 0 <= cfg.test_fraction < 1 and cfg.val_fraction + cfg.test_fraction < 1):
         bad("val_fraction", "val_fraction and test_fraction must be in [0, 1) and sum to < 1")
+    if cfg.min_workers < 0 or cfg.min_workers > cfg.num_workers:
+        bad("min_workers", f"must be 0 (a fixed size) or at most num_workers ({cfg.num_workers}): "
+                           "--num-workers MIN-MAX with MIN <= MAX")
+    if cfg.max_preemptions < -1:
+        bad("max_preemptions", "must be >= 0, or -1 for Ray's default (unlimited)")
+    for key in ("resize_check_s", "preemption_check_steps"):
+        if getattr(cfg, key) < 0:
+            bad(key, "must be >= 0")
     if cfg.batch_size < cfg.num_workers:
         bad("batch_size", f"is the global batch, split over the {cfg.num_workers} workers: give at least "
                           f"{cfg.num_workers}, or fewer workers")

@@ -51,6 +51,8 @@ def ensure_ray(num_cpus: Optional[int] = None) -> None:
         return
     debug = bool(os.environ.get("SWINIQA_RAY_LOGS"))
     for k, v in QUIET_ENV.items():
+        if k == "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER" and os.environ.get("RAY_ADDRESS"):
+            continue  # a cluster's reclaim notices (spot) reach the workers through Ray Train's watcher
         os.environ.setdefault(k, v)
     kwargs: dict[str, Any] = dict(log_to_driver=debug, logging_level="ERROR", configure_logging=True)
     with _keeping_sigterm_handler():

@@ -33,15 +33,14 @@ def study_trial(config: dict[str, Any], exp_uri: str = "", configs: Optional[dic
     ``--resume`` continues that run from its latest checkpoint. Its last report is the worker's final summary
     (``final_report``), per-epoch ``history`` included, which :class:`TrialRecorder` records.
     """
-    from ray.tune.integration.ray_train import TuneReportCallback
-
     from swiniqa.ray_runtime import worker_error
+    from swiniqa.training.spot import epoch_report_callback
     from swiniqa.training.trainer import make_trainer
 
     cell, seed = config["cell"], int(config["seed"])
     cfg = config_from_dict(configs[cell]).replace(seed=seed)
     run = run_name(cell, seed)
-    trainer, _ = make_trainer(cfg, run, f"{exp_uri}/{TRAIN_DIR}", splits[seed], callbacks=[TuneReportCallback()],
+    trainer, _ = make_trainer(cfg, run, f"{exp_uri}/{TRAIN_DIR}", splits[seed], callbacks=[epoch_report_callback()],
                               tensorboard=f"{exp_uri}/{TENSORBOARD_DIR}/{run}")
     try:
         result = trainer.fit()

@@ -283,9 +283,9 @@ class TrainPatches:
         total = len(self.records) * self.n
         return total // self.bs or (1 if total else 0)
 
-    def shares(self, plan: EpochPlan) -> Iterator[tuple[np.ndarray, tuple[int, ...]]]:
-        """(plan indices of this rank's share, every rank's share size) for each global batch."""
-        for b in range(plan.batches):
+    def shares(self, plan: EpochPlan, start: int = 0) -> Iterator[tuple[np.ndarray, tuple[int, ...]]]:
+        """(plan indices of this rank's share, every rank's share size) for each global batch from ``start``."""
+        for b in range(start, plan.batches):
             idx = plan.batch(b)
             parts = split_batch(plan.image[idx], self.world)
             yield idx[parts[self.rank]], tuple(len(q) for q in parts)
@@ -304,13 +304,15 @@ class TrainPatches:
         scores = torch.tensor([self.records[int(i)].score for i in plan.image[sel]], dtype=torch.float32)
         return Batch(t.permute(0, 3, 1, 2), scores, torch.from_numpy(plan.jitter[sel]), sum(sizes), sizes)
 
-    def epoch(self, epoch: int) -> Iterator[Batch]:
+    def epoch(self, epoch: int, start: int = 0) -> Iterator[Batch]:
+        """This rank's shares of the epoch's global batches ``start``, ``start + 1``, ...: a run resumed
+        mid-epoch skips the batches it already trained on without decoding their images."""
         plan = self.plan(epoch)
         group = max(1, self.pool * self.n // max(1, self.bs))  # about one pool's batches per decode round
 
         def batches():
             """Per group of batches: decode this rank's images of the group (threads), then cut each share."""
-            todo = list(self.shares(plan))
+            todo = list(self.shares(plan, start))
             with ThreadPoolExecutor(self.threads) as ex:
                 for g in range(0, len(todo), group):
                     part = todo[g:g + group]

@@ -32,7 +32,8 @@ from swiniqa.evaluation.inference import evaluate_split
 from swiniqa.models import build_model, unwrap
 from swiniqa import checkpoints as ckio
 from swiniqa.training.optim import make_optimizer, make_schedule
-from swiniqa.training.session import CHECKPOINT_SCORE, RaySession, Session, checkpoint_score
+from swiniqa.layout import checkpoint_dir_name
+from swiniqa.training.session import CHECKPOINT_SCORE, MID_EPOCH_SCORE, RaySession, Session, checkpoint_score
 from swiniqa.training.worker_input import WorkerInput
 
 #: Per-epoch values kept for the run's ``history.csv`` / ``curves.png``.
@@ -186,6 +187,22 @@ class RunState:
     best_state: Optional[dict[str, torch.Tensor]] = None
     bad_epochs: int = 0
     history: list[dict[str, float]] = field(default_factory=list)
+    #: Resuming mid-epoch (from a reclaim notice's checkpoint): global batches of ``start_epoch`` already
+    #: trained, and their loss summed over every patch of every rank, and their patch count.
+    start_step: int = 0
+    partial: tuple[float, int] = (0.0, 0)
+    #: Changes of the number of workers so far: ``{"epoch", "step", "from", "to", "why"}`` (1-based epoch).
+    resizes: list[dict[str, Any]] = field(default_factory=list)
+    #: The reclaim notice this attempt received (``{"deadline_ms", "nodes"}``), None before one.
+    notice: Optional[dict[str, Any]] = None
+
+    def take_resume_point(self, epoch: int) -> tuple[int, float, int]:
+        """(first global batch, loss sum, patches) of ``epoch``: where a mid-epoch checkpoint left it, once."""
+        if epoch != self.start_epoch or not self.start_step:
+            return 0, 0.0, 0
+        point = (self.start_step, *self.partial)
+        self.start_step, self.partial = 0, (0.0, 0)
+        return point
 
 
 def _place_model(cfg: TrainConfig, session: Session, device: torch.device, label_stats) -> tuple:
@@ -284,13 +301,64 @@ def restore_state(run: Run) -> RunState:
     best = {"val_srcc": float(st.get("best_val_srcc", -math.inf)), "epoch": int(st.get("best_epoch", -1)),
             **{k: float(v) for k, v in st.get("best_metrics", {}).items()}}
     restarts = int(st.get("restarts", 0)) + (1 if st.get("fit_id") == run.inp.fit_id else 0)
-    return RunState(start_epoch=int(st.get("epoch", -1)) + 1, restarts=restarts, best=best,
-                    best_state=ckio.read_weights(resume_dir, best=True), bad_epochs=int(st.get("bad_epochs", 0)),
-                    history=list(st.get("history", [])))
+    mid = st.get("mid_epoch") or {}
+    state = RunState(start_epoch=int(st.get("epoch", -1)) + 1, restarts=restarts, best=best,
+                     best_state=ckio.read_weights(resume_dir, best=True) if best["epoch"] >= 0 or not mid else None,
+                     bad_epochs=int(st.get("bad_epochs", 0)), history=list(st.get("history", [])),
+                     start_step=int(mid.get("step", 0)), partial=(float(mid.get("loss_sum", 0.0)),
+                                                                  int(mid.get("patches", 0))),
+                     resizes=list(st.get("resizes", [])))
+    from swiniqa.training.spot import resume_event
+
+    resize, line = resume_event(st, state.start_epoch, state.start_step, run.session.world)
+    if resize:
+        state.resizes.append(resize)
+    if line:
+        _progress(run, {"event": line})
+    return state
 
 
-def train_one_epoch(run: Run, epoch: int) -> tuple[float, int, float]:
-    """Train on this rank's share of every global batch of the epoch.
+def _seed_step(run: Run, epoch: int, step: int) -> None:
+    """Seed dropout and drop-path (torch's generator) by (seed, epoch, step, rank) before each step: a run
+    resumed from any checkpoint, mid-epoch ones included, draws exactly what the uninterrupted run drew
+    (rank 0 alone writes checkpoints, so other ranks' generator states could not be saved). Colour jitter
+    and crops come from the epoch's plan."""
+    key = ((run.cfg.seed * 1_000_003 + epoch) * 1_000_033 + step) * 7919 + run.session.rank
+    torch.manual_seed(key % (1 << 63))
+
+
+def _check_reclaim(run: Run, state: RunState, epoch: int, step: int, loss_sum: torch.Tensor, n_seen: int) -> None:
+    """Ask Ray whether a worker's node is about to be reclaimed (a barrier: every rank asks after the same
+    steps); on a notice, checkpoint this point of the epoch at once, so the restarted run continues from
+    global batch ``step`` instead of the epoch's start. Training goes on until Ray restarts the workers."""
+    notice = run.session.preemption_notice()
+    if notice is None:
+        return
+    state.notice = notice
+    total = loss_sum.detach().clone()
+    if run.session.world > 1 and dist.is_initialized():
+        dist.all_reduce(total)  # every rank's part: the loss summed over every patch so far
+    mid = {"epoch": epoch, "step": step, "loss_sum": float(total.item()), "patches": n_seen}
+    ck_state = {**_checkpoint_state(run, state, epoch - 1), "mid_epoch": mid}
+    metrics = {"epoch": epoch, "mid_epoch_step": step, "steps_per_epoch": len(run.train),
+               "train_loss": mid["loss_sum"] / max(1, n_seen), "best_val_srcc": state.best["val_srcc"],
+               "best_epoch": state.best["epoch"] + 1, "restarts": state.restarts, "workers": run.session.world,
+               CHECKPOINT_SCORE: MID_EPOCH_SCORE}
+
+    def write(d: str) -> None:
+        ckio.write_checkpoint(d, unwrap(run.model).state_dict(), run.cfg, metrics, ck_state, state.best_state,
+                              provenance=run.provenance)
+
+    t0 = time.perf_counter()
+    run.session.report(metrics, write, dir_name=f"{checkpoint_dir_name(epoch + 1)}_step{step:05d}")
+    from swiniqa.training.spot import notice_line
+
+    _progress(run, {"event": notice_line(notice, epoch, step, len(run.train), time.perf_counter() - t0)})
+
+
+def train_one_epoch(run: Run, epoch: int, state: Optional[RunState] = None) -> tuple[float, int, float]:
+    """Train on this rank's share of every global batch of the epoch (from a mid-epoch checkpoint's
+    step when ``state`` resumes there; with ``state``, reclaim notices are checked for).
 
     Returns:
         ``(train_loss, patches, seconds)``: the mean loss over every patch of the epoch (all ranks), the
@@ -300,18 +368,19 @@ def train_one_epoch(run: Run, epoch: int) -> tuple[float, int, float]:
         TrainingError: the loss is not finite.
     """
     t0 = time.perf_counter()
-    # Dropout and drop-path draw from torch's generator, seeded by (seed, epoch, rank): a run resumed from
-    # a checkpoint, on any rank, draws exactly what the uninterrupted run drew (rank 0 alone writes
-    # checkpoints, so other ranks' states could not be saved). Colour jitter and crops come from the plan.
-    torch.manual_seed((run.cfg.seed * 1_000_003 + epoch) * 7919 + run.session.rank)
     run.model.train()
-    loss_sum = torch.zeros((), device=run.device, dtype=torch.float64)
-    n_seen = 0
-    for batch in run.train.epoch(epoch):
+    # Resumed mid-epoch: skip the global batches already trained; rank 0 carries the loss summed so far.
+    start, done_sum, n_seen = state.take_resume_point(epoch) if state is not None else (0, 0.0, 0)
+    loss_sum = torch.full((), done_sum if run.session.rank == 0 else 0.0, device=run.device, dtype=torch.float64)
+    every = run.cfg.preemption_check_steps if state is not None else 0
+    for step, batch in enumerate(run.train.epoch(epoch, start), start):
+        _seed_step(run, epoch, step)
         part = train_step(run.model, run.opt, run.sched, batch, run.cfg, run.device, run.label_stats, run.amp,
                           run.session.rank)
         loss_sum += part.double() * batch.total
         n_seen += batch.total
+        if every and state.notice is None and (step + 1) % every == 0:
+            _check_reclaim(run, state, epoch, step + 1, loss_sum, n_seen)
     if run.session.world > 1 and dist.is_initialized():
         dist.all_reduce(loss_sum)
     train_loss = float(loss_sum.item()) / max(1, n_seen)  # one host sync per epoch
@@ -340,7 +409,8 @@ def _checkpoint_state(run: Run, state: RunState, epoch: int) -> dict[str, Any]:
             "epoch": epoch, "best_val_srcc": best["val_srcc"], "best_epoch": best["epoch"],
             "best_metrics": {k: v for k, v in best.items() if k not in ("epoch", "val_srcc")},
             "bad_epochs": state.bad_epochs, "restarts": state.restarts,
-            "fit_id": run.inp.fit_id}
+            "fit_id": run.inp.fit_id, "workers": run.session.world, "resizes": state.resizes,
+            "reclaim_notice": state.notice}
 
 
 def end_of_epoch(run: Run, state: RunState, epoch: int, train_loss: float, n_seen: int, t0: float,
@@ -396,10 +466,15 @@ def _log(run: Run, metrics: dict[str, Any], writer: Any) -> None:
             from swiniqa.storage import copy_dir
 
             copy_dir(inp.tensorboard, inp.tensorboard_remote)
-    progress = inp.progress
+    _progress(run, metrics)
+
+
+def _progress(run: Run, message: dict[str, Any]) -> None:
+    """Rank 0 puts an epoch's metrics, or ``{"event": line}``, on the driver's progress queue."""
+    progress = run.inp.progress
     if progress is not None and run.session.rank == 0:
         try:
-            progress.put_nowait(metrics)
+            progress.put_nowait(message)
         except Exception:  # noqa: BLE001 - progress display must never stop training
             pass
 
@@ -409,7 +484,7 @@ def final_test(run: Run, state: RunState, epochs_run: int, stopped_early: bool) 
     best = state.best
     final = {"best_val_srcc": best["val_srcc"], "best_val_plcc": best.get("val_plcc", float("nan")),
              "best_epoch": best["epoch"] + 1, "epochs_run": epochs_run, "stopped_early": stopped_early,
-             "restarts": state.restarts, "history": state.history}
+             "restarts": state.restarts, "history": state.history, "resizes": state.resizes}
     if run.splits.get("test"):
         if state.best_state is not None:
             unwrap(run.model).load_state_dict(state.best_state)
@@ -443,7 +518,7 @@ def train_worker(inp: WorkerInput, session: Optional[Session] = None) -> dict[st
     for epoch in range(state.start_epoch, run.cfg.epochs):
         session.before_epoch(epoch)
         t0 = time.perf_counter()
-        train_loss, n_seen, train_time = train_one_epoch(run, epoch)
+        train_loss, n_seen, train_time = train_one_epoch(run, epoch, state)
         if end_of_epoch(run, state, epoch, train_loss, n_seen, t0, train_time, writer):
             stopped_early = epoch + 1 < run.cfg.epochs
             break

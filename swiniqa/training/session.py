@@ -15,6 +15,11 @@ from swiniqa.layout import checkpoint_dir_name
 CHECKPOINT_SCORE = "checkpoint_score"
 
 
+#: Score of a mid-epoch checkpoint (a reclaim notice's): below every epoch's (:func:`checkpoint_score` >= -3),
+#: so Ray's retention never keeps it in place of the best epoch's folder; it lives while it is the latest.
+MID_EPOCH_SCORE = -4.0
+
+
 def checkpoint_score(val_srcc: float, improved: bool) -> float:
     """Rank of an epoch's checkpoint: its val SRCC when it set a new best, else below every such epoch.
 
@@ -40,8 +45,15 @@ class Session:
     def before_epoch(self, epoch: int) -> None:
         """Called by the loop at the start of each (0-based) epoch; nothing by default."""
 
-    def report(self, metrics: dict[str, Any], write: Optional[Callable[[str], None]]) -> None:
-        """Report metrics; ``write(dir)`` fills a checkpoint folder (called on rank 0 only)."""
+    def preemption_notice(self) -> Optional[dict[str, Any]]:
+        """``{"deadline_ms", "nodes": {node id: [ranks]}}`` when a worker's node is about to be reclaimed,
+        else None. Under Ray a barrier: every rank asks after the same steps. Never outside Ray."""
+        return None
+
+    def report(self, metrics: dict[str, Any], write: Optional[Callable[[str], None]],
+               dir_name: Optional[str] = None) -> None:
+        """Report metrics; ``write(dir)`` fills a checkpoint folder (called on rank 0 only), named
+        ``dir_name`` (default: the epoch's, ``checkpoint_epochNNNN``)."""
         raise NotImplementedError
 
 
@@ -58,13 +70,17 @@ class LocalSession(Session):
             return None
         from swiniqa.checkpoints import find_checkpoints, read_metrics
 
-        cks = find_checkpoints(self.run_dir)
-        return str(max(cks, key=lambda c: read_metrics(c).get("epoch", -1))) if cks else None
+        def order(c) -> tuple:  # a mid-epoch checkpoint comes after the previous epoch's
+            m = read_metrics(c)
+            return m.get("epoch", -1), m.get("mid_epoch_step", 0)
 
-    def report(self, metrics, write):
+        cks = find_checkpoints(self.run_dir)
+        return str(max(cks, key=order)) if cks else None
+
+    def report(self, metrics, write, dir_name=None):
         self.reports.append(dict(metrics))
         if write is not None and self.run_dir:
-            write(os.path.join(self.run_dir, checkpoint_dir_name(metrics["epoch"])))
+            write(os.path.join(self.run_dir, dir_name or checkpoint_dir_name(metrics["epoch"])))
 
 
 class RaySession(Session):
@@ -107,7 +123,16 @@ class RaySession(Session):
         time.sleep(5.0)
         os.kill(os.getpid(), signal.SIGKILL)
 
-    def report(self, metrics, write):
+    def preemption_notice(self) -> Optional[dict[str, Any]]:
+        import ray.train
+
+        info = ray.train.get_preemption_info()
+        if info is None:
+            return None
+        return {"deadline_ms": info.deadline_ms,
+                "nodes": {str(n): [int(r) for r in ranks] for n, ranks in info.preempted_node_to_ranks.items()}}
+
+    def report(self, metrics, write, dir_name=None):
         import ray.train
 
         with tempfile.TemporaryDirectory(prefix="swiniqa-ckpt-") as d:
@@ -116,4 +141,4 @@ class RaySession(Session):
                 write(d)
                 ckpt = ray.train.Checkpoint.from_directory(d)
             ray.train.report(metrics, checkpoint=ckpt,
-                             checkpoint_dir_name=checkpoint_dir_name(metrics["epoch"]))
+                             checkpoint_dir_name=dir_name or checkpoint_dir_name(metrics["epoch"]))

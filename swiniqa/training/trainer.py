@@ -27,6 +27,7 @@ from swiniqa.ray_runtime import worker_error as _worker_error
 from swiniqa.resources import alive_node_resources, fitting_cpus_per_worker, require_resources
 from swiniqa.storage import ensure_writable, is_remote, with_scheme
 from swiniqa.training.session import CHECKPOINT_SCORE
+from swiniqa.training.spot import failure_config, scaling_config, workers_text
 
 
 def prepare_splits(cfg: TrainConfig, check: bool = True, progress: bool = True) -> tuple[dict[str, list[Record]], dict]:
@@ -155,8 +156,7 @@ def make_trainer(cfg: TrainConfig, name: str, output: str, splits: dict[str, lis
     trainer = TorchTrainer(
         _train_worker,
         train_loop_config=lc,
-        scaling_config=ray.train.ScalingConfig(num_workers=cfg.num_workers, use_gpu=cfg.use_gpu,
-                                               resources_per_worker={"CPU": cpus}),
+        scaling_config=scaling_config(cfg, cpus),
         run_config=ray.train.RunConfig(
             name=name,
             storage_path=output,
@@ -164,7 +164,7 @@ def make_trainer(cfg: TrainConfig, name: str, output: str, splits: dict[str, lis
                 # Ray 2.60 keeps the num_to_keep best by score *plus* the latest (never deleted): 1 keeps
                 # exactly the best epoch's folder and the latest, one folder when they coincide.
                 num_to_keep=1, checkpoint_score_attribute=CHECKPOINT_SCORE, checkpoint_score_order="max"),
-            failure_config=ray.train.FailureConfig(max_failures=cfg.max_failures),
+            failure_config=failure_config(cfg),
             callbacks=callbacks or None,
             worker_runtime_env={"env_vars": {"PYTHONWARNINGS": "ignore"}},
         ),
@@ -203,6 +203,7 @@ def summarize(result, name: str, run_uri: str, tensorboard: str, data_report: di
         "epochs": final.get("epochs_run", int(df["epoch"].max()) if df is not None and len(df) else 0),
         "stopped_early": final.get("stopped_early", False),
         "restarts": final.get("restarts", 0),
+        **({"resizes": final.get("resizes", [])} if cfg.min_workers else {}),
         "data": data_report,
         "wall_time_s": round(time.time() - t_start, 1),
         "config": cfg.to_dict(),
@@ -223,7 +224,8 @@ def run_training(cfg: TrainConfig, progress: bool = True, callbacks: Optional[li
             raise SwiniqaError("--gpu was given but this machine has no CUDA GPU; drop --gpu, or submit to a GPU "
                                "cluster (RAY_ADDRESS)")
     ensure_ray()
-    require_resources(cfg.num_workers, cpus_per_worker(cfg), cfg.use_gpu)  # refuse now, or say it waits
+    # refuse now, or say it waits; an elastic run starts once its fewest workers fit
+    require_resources(cfg.min_workers or cfg.num_workers, cpus_per_worker(cfg), cfg.use_gpu)
     import ray
     from ray.util.queue import Queue
 
@@ -234,7 +236,7 @@ def run_training(cfg: TrainConfig, progress: bool = True, callbacks: Optional[li
     if progress:
         print(f"training {name}: {cfg.backbone}/{cfg.model_size} multiscale={cfg.multiscale} "
               f"attention={cfg.attention} on {data_report['train']} train / {data_report['val']} val / "
-              f"{data_report['test']} test images, {cfg.num_workers} worker(s)", file=sys.stderr, flush=True)
+              f"{data_report['test']} test images, {workers_text(cfg)} worker(s)", file=sys.stderr, flush=True)
     box: dict[str, Any] = {}
 
     def fit():
@@ -251,7 +253,9 @@ def run_training(cfg: TrainConfig, progress: bool = True, callbacks: Optional[li
         nonlocal shown
         while queue is not None and not queue.empty():
             m = queue.get_nowait()
-            if m["epoch"] > shown or m.get("restarts"):
+            if "event" in m:  # a resize, a reclaim notice, a mid-epoch resume
+                print(m["event"], file=sys.stderr, flush=True)
+            elif m["epoch"] > shown or m.get("restarts"):
                 print(_progress_line(m, cfg.epochs), file=sys.stderr, flush=True)
                 shown = m["epoch"]
 
