@@ -71,6 +71,16 @@ def test_cluster_yaml_validates_with_ray(prepared_cluster):
     assert prepared_cluster["idle_timeout_minutes"] > 0
 
 
+def test_cluster_has_spot_gpu_workers_beside_on_demand_ones(prepared_cluster):
+    """Spot GPU workers (min 0) for elastic runs, beside on-demand ones of the same instance type."""
+    types = prepared_cluster["available_node_types"]
+    spot = {k: v for k, v in types.items() if v["node_config"].get("InstanceMarketOptions", {}).get("MarketType") == "spot"}
+    on_demand = {k: v for k, v in types.items() if k not in spot and k != prepared_cluster["head_node_type"]}
+    assert list(spot) == ["gpu_spot_worker"] and spot["gpu_spot_worker"]["min_workers"] == 0
+    assert {v["node_config"]["InstanceType"] for v in spot.values()} <= \
+        {v["node_config"]["InstanceType"] for v in on_demand.values()}
+
+
 def test_cluster_head_has_train_driver_resource(prepared_cluster):
     head = prepared_cluster["available_node_types"][prepared_cluster["head_node_type"]]
     assert head["node_config"]["InstanceType"] == "m5.2xlarge"
