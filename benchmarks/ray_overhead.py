@@ -30,7 +30,7 @@ import statistics
 import sys
 import tempfile
 import time
-from typing import Any
+from typing import Any, Optional
 
 for _k, _v in {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0",
                "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0", "RAY_TRAIN_METRICS_ENABLED": "0"}.items():
@@ -121,7 +121,7 @@ def per_epoch(reports: list[dict], t_start: float) -> dict[str, Any]:
             "first_epoch_s": float(reports[0]["epoch_time_s"])}
 
 
-def main(argv=None) -> int:
+def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description="per-epoch time through Ray Train vs the same loop in-process")
     ap.add_argument("--epochs", type=int, default=5)
     ap.add_argument("--max-images", type=int, default=128, help="images per split (default 128)")
@@ -137,6 +137,67 @@ def main(argv=None) -> int:
                     help="start Ray with swiniqa's ensure_ray (default) or the same without the dashboard")
     ap.add_argument("--data-root", default=None, help="demo data folder (default: the cached demo set)")
     ap.add_argument("--json", action="store_true", help="print one JSON line on stdout (table on stderr)")
+    return ap
+
+
+def _run_both(args, cfg, splits, work: str, cpus: int) -> tuple[dict[str, list[dict[str, Any]]], Optional[float]]:
+    """Each mode ``args.repeats`` times, alternating which goes first: (per-epoch stats by mode, ray.init s)."""
+    import torch
+
+    runs: dict[str, list[dict[str, Any]]] = {"direct": [], "ray": []}
+    ray_init_s = None
+    for r in range(args.repeats):
+        for mode in (("direct", "ray") if r % 2 == 0 else ("ray", "direct")):
+            t_wall = time.time()
+            if mode == "direct":
+                reports, t0 = run_direct(cfg, splits, os.path.join(work, f"direct-{r}"))
+                startup, threads = 0.0, torch.get_num_threads()
+            else:
+                reports, t0, t_ray, threads = run_ray(cfg, splits, work, f"ray-{r}", cpus,
+                                                      minimal=args.ray_init == "no-dashboard")
+                ray_init_s = t_ray if ray_init_s is None else ray_init_s
+                startup = t_ray
+            pe = per_epoch(reports, t0)
+            pe["wall_s"] = time.time() - t_wall
+            pe["startup_s"] = startup
+            pe["torch_threads"] = threads
+            if pe["epochs_seen"] != list(range(1, args.epochs + 1)):
+                raise RuntimeError(f"{mode} run reported epochs {pe['epochs_seen']}")
+            runs[mode].append(pe)
+            print(f"  run {r + 1} {mode:<6} wall {pe['wall_s']:6.1f} s  first report after "
+                  f"{pe['first_report_s']:5.1f} s  cycles {' '.join(f'{c:.2f}' for c in pe['cycles'])}  "
+                  f"epoch_time_s {' '.join(f'{c:.2f}' for c in pe['compute'])}  "
+                  f"process CPU s/epoch {' '.join(f'{c:.2f}' for c in pe['cpu'])}  "
+                  f"torch threads {threads}", file=sys.stderr, flush=True)
+    return runs, ray_init_s
+
+
+def _summary(runs: dict[str, list[dict[str, Any]]], ray_init_s: Optional[float], args, rep: dict,
+             cpus: int) -> dict[str, Any]:
+    def med(mode: str, key: str) -> float:
+        return statistics.median(x for pe in runs[mode] for x in pe[key])
+
+    d_cyc, r_cyc = med("direct", "cycles"), med("ray", "cycles")
+    d_cmp, r_cmp = med("direct", "compute"), med("ray", "compute")
+    return {
+        "direct_epoch_s": round(d_cyc, 3), "ray_epoch_s": round(r_cyc, 3), "ratio": round(r_cyc / d_cyc, 3),
+        "direct_epoch_compute_s": round(d_cmp, 3), "ray_epoch_compute_s": round(r_cmp, 3),
+        "ratio_compute": round(r_cmp / d_cmp, 3),
+        "direct_epoch_cpu_s": round(med("direct", "cpu"), 3), "ray_epoch_cpu_s": round(med("ray", "cpu"), 3),
+        "torch_threads": {m: runs[m][0]["torch_threads"] for m in runs},
+        "direct_first_report_s": round(statistics.median(pe["first_report_s"] for pe in runs["direct"]), 2),
+        "ray_first_report_s": round(statistics.median(pe["first_report_s"] for pe in runs["ray"]), 2),
+        "ray_init_s": round(ray_init_s or 0.0, 2),
+        "direct_wall_s": round(statistics.median(pe["wall_s"] for pe in runs["direct"]), 1),
+        "ray_wall_s": round(statistics.median(pe["wall_s"] for pe in runs["ray"]), 1),
+        "ray_init": args.ray_init, "epochs": args.epochs, "repeats": args.repeats, "train_images": rep["train"], "val_images": rep["val"],
+        "model_size": args.model_size, "patch_size": args.patch_size, "batch_size": args.batch_size,
+        "train_patches": args.train_patches, "cpus": cpus, "machine": platform.processor() or platform.machine(),
+    }
+
+
+def main(argv=None) -> int:
+    ap = _parser()
     args = ap.parse_args(argv)
     if args.epochs < 2:
         ap.error("--epochs must be >= 2 (the first epoch is start-up)")
@@ -157,56 +218,11 @@ def main(argv=None) -> int:
         data_root=str(root), output=work, cpus_per_worker=float(cpus), num_workers=1, use_gpu=False,
         warmup_epochs=0, patience=1000)
     splits, rep = prepare_splits(cfg, check=False, progress=False)
-
-    runs: dict[str, list[dict[str, Any]]] = {"direct": [], "ray": []}
-    ray_init_s = None
     try:
-        for r in range(args.repeats):
-            for mode in (("direct", "ray") if r % 2 == 0 else ("ray", "direct")):
-                t_wall = time.time()
-                if mode == "direct":
-                    reports, t0 = run_direct(cfg, splits, os.path.join(work, f"direct-{r}"))
-                    startup, threads = 0.0, torch.get_num_threads()
-                else:
-                    reports, t0, t_ray, threads = run_ray(cfg, splits, work, f"ray-{r}", cpus,
-                                                          minimal=args.ray_init == "no-dashboard")
-                    ray_init_s = t_ray if ray_init_s is None else ray_init_s
-                    startup = t_ray
-                pe = per_epoch(reports, t0)
-                pe["wall_s"] = time.time() - t_wall
-                pe["startup_s"] = startup
-                pe["torch_threads"] = threads
-                if pe["epochs_seen"] != list(range(1, args.epochs + 1)):
-                    raise RuntimeError(f"{mode} run reported epochs {pe['epochs_seen']}")
-                runs[mode].append(pe)
-                print(f"  run {r + 1} {mode:<6} wall {pe['wall_s']:6.1f} s  first report after "
-                      f"{pe['first_report_s']:5.1f} s  cycles {' '.join(f'{c:.2f}' for c in pe['cycles'])}  "
-                      f"epoch_time_s {' '.join(f'{c:.2f}' for c in pe['compute'])}  "
-                      f"process CPU s/epoch {' '.join(f'{c:.2f}' for c in pe['cpu'])}  "
-                      f"torch threads {threads}", file=sys.stderr, flush=True)
+        runs, ray_init_s = _run_both(args, cfg, splits, work, cpus)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-
-    def med(mode: str, key: str) -> float:
-        return statistics.median(x for pe in runs[mode] for x in pe[key])
-
-    d_cyc, r_cyc = med("direct", "cycles"), med("ray", "cycles")
-    d_cmp, r_cmp = med("direct", "compute"), med("ray", "compute")
-    out = {
-        "direct_epoch_s": round(d_cyc, 3), "ray_epoch_s": round(r_cyc, 3), "ratio": round(r_cyc / d_cyc, 3),
-        "direct_epoch_compute_s": round(d_cmp, 3), "ray_epoch_compute_s": round(r_cmp, 3),
-        "ratio_compute": round(r_cmp / d_cmp, 3),
-        "direct_epoch_cpu_s": round(med("direct", "cpu"), 3), "ray_epoch_cpu_s": round(med("ray", "cpu"), 3),
-        "torch_threads": {m: runs[m][0]["torch_threads"] for m in runs},
-        "direct_first_report_s": round(statistics.median(pe["first_report_s"] for pe in runs["direct"]), 2),
-        "ray_first_report_s": round(statistics.median(pe["first_report_s"] for pe in runs["ray"]), 2),
-        "ray_init_s": round(ray_init_s or 0.0, 2),
-        "direct_wall_s": round(statistics.median(pe["wall_s"] for pe in runs["direct"]), 1),
-        "ray_wall_s": round(statistics.median(pe["wall_s"] for pe in runs["ray"]), 1),
-        "ray_init": args.ray_init, "epochs": args.epochs, "repeats": args.repeats, "train_images": rep["train"], "val_images": rep["val"],
-        "model_size": args.model_size, "patch_size": args.patch_size, "batch_size": args.batch_size,
-        "train_patches": args.train_patches, "cpus": cpus, "machine": platform.processor() or platform.machine(),
-    }
+    out = _summary(runs, ray_init_s, args, rep, cpus)
     stream = sys.stderr if args.json else sys.stdout
     print(f"\nRay Train (1 worker, {cpus} CPUs) vs in-process: {args.model_size} {args.patch_size}px, "
           f"{rep['train']} train / {rep['val']} val images, {args.epochs} epochs, {args.repeats} run(s) each; "
