@@ -108,3 +108,23 @@ def test_serve_cli_refuses_bad_arguments_in_one_line(server, tmp_path, capsys):
     assert main(["serve", "--checkpoint", str(tmp_path / "missing"), "--port", str(free_port())]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "checkpoint not found" in err[0]
+
+
+def test_upload_scores_are_the_crop_means_computed_by_hand(server):
+    """Oracle (tests/oracles.py): an upload's score is the mean of the model's outputs on the image's distinct
+    crops (seeded by its bytes), cut and averaged by hand, not through predict's shared averaging."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    import oracles
+
+    model, cfg = oracles.load_model(server["ckpt"])
+    imgs = server["images"][:3]
+    rs = tuple(cfg.resize) if cfg.resize else None
+    want = oracles.file_scores(model, imgs, cfg.test_patches, cfg.patch_size, cfg.seed, rs, cfg.resize_short)
+    got = [requests.post(server["url"] + "/score", data=_bytes(p), timeout=60).json()["score"] for p in imgs]
+    np.testing.assert_allclose(got, want, atol=oracles.ATOL, rtol=0)
+    files = [("file", (f"u{i}.png", _bytes(p), "image/png")) for i, p in enumerate(imgs)]
+    np.testing.assert_allclose(requests.post(server["url"] + "/score", files=files, timeout=60).json()["scores"],
+                               want, atol=oracles.ATOL, rtol=0)
