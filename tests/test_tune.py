@@ -170,6 +170,26 @@ def test_leaked_worker_placement_groups_are_released(ray_session):
             remove_placement_group(pg)
 
 
+def test_elastic_trials_leaked_groups_of_any_size_between_min_and_max_are_released(ray_session):
+    """An elastic trial (``--num-workers 1-2``) leaves a group of 1 or 2 worker bundles; a fixed 1-worker
+    sweep never touches a 2-bundle group."""
+    import ray
+    from ray.util.placement_group import placement_group, placement_group_table, remove_placement_group
+
+    from tune_experiments.placement import release_leaked_placement_groups
+
+    two = placement_group([{"CPU": 0.3}, {"CPU": 0.3}])
+    ray.get(two.ready())
+    try:
+        release_leaked_placement_groups({"CPU": 0.3}, 1, {}, grace_s=0)
+        assert placement_group_table(two)["state"] == "CREATED"
+        assert release_leaked_placement_groups({"CPU": 0.3}, (1, 2), {}, grace_s=0) >= 1
+        assert placement_group_table(two)["state"] == "REMOVED"
+    finally:
+        if placement_group_table(two)["state"] != "REMOVED":
+            remove_placement_group(two)
+
+
 # ------------------------------------------------------------------------------------------ real sweeps
 def test_patience_and_asha_stop_trials_for_real(ray_session, tmp_path):
     """Three trials, two at a time, on learnable data, one ASHA rung at epoch 3 (reduction factor 3):

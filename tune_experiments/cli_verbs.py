@@ -70,7 +70,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
     if not args.dry_run:
         from swiniqa.resources import check_local_capacity
 
-        check_local_capacity(cfg.num_workers, cfg.cpus_per_worker, cfg.use_gpu)  # one trial's workers
+        # one trial's workers (an elastic trial's fewest)
+        check_local_capacity(cfg.min_workers or cfg.num_workers, cfg.cpus_per_worker, cfg.use_gpu)
         check_output_dir(cfg.output, "--output")
         apply_max_pixels(cfg.max_image_pixels)
     opts = StudyOptions(seeds=args.seeds, output=cfg.output, name=cfg.name, resume=args.resume, dry_run=args.dry_run,

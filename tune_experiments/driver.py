@@ -40,7 +40,8 @@ from swiniqa.errors import SwiniqaError
 from swiniqa.layout import STUDY_FILE
 from swiniqa.storage import ensure_writable, read_json, write_json
 from tune_experiments.grids import Study
-from tune_experiments.placement import PlacementGroupJanitor, release_leaked_placement_groups, worker_bundle
+from tune_experiments.placement import (PlacementGroupJanitor, release_leaked_placement_groups, worker_bundle,
+                                         worker_counts)
 from tune_experiments.planning import StudyOptions, StudyPlan, check_same_experiment, make_plan, plan_resources
 from tune_experiments.trial import TrialLines, TrialRecorder, study_trial, trial_name
 
@@ -127,7 +128,7 @@ def _new_tuner(plan: StudyPlan, trainable, n_conc: int, progress: bool):
     else:
         scheduler = FIFOScheduler()
     callbacks = [JsonLoggerCallback(), CSVLoggerCallback(),
-                 PlacementGroupJanitor(worker_bundle(base), base.num_workers),
+                 PlacementGroupJanitor(worker_bundle(base), worker_counts(base)),
                  TrialRecorder(plan.exp_uri)]
     if progress:
         callbacks.append(TrialLines(len(plan.specs), base.epochs))
@@ -177,7 +178,7 @@ def _tuner(plan: StudyPlan, splits: dict, saved: Optional[dict], resume: bool, p
     ensure_ray()
     driver_res, n_conc, rnotes = plan_resources(base, len(plan.specs), max_concurrent)
     plan.notes += rnotes
-    require_resources(base.num_workers, cpus_per_worker(base), base.use_gpu)
+    require_resources(base.min_workers or base.num_workers, cpus_per_worker(base), base.use_gpu)
     configs = {c.name: c.config(base, plan.seeds[0]).to_dict() for c in plan.cells}
     trainable = ray.tune.with_resources(
         ray.tune.with_parameters(study_trial, exp_uri=plan.exp_uri, configs=configs, splits=splits), driver_res)
@@ -235,7 +236,7 @@ def run_study(study: Union[str, Study], base_cfg: TrainConfig, options: Optional
     tuner, restoring, n_conc = _tuner(plan, splits, saved, opts.resume, opts.progress, opts.max_concurrent)
     _fit(tuner)
     # Nothing runs now: whatever worker placement group is left is a leak (see release_leaked_placement_groups).
-    release_leaked_placement_groups(worker_bundle(base), base.num_workers, {}, grace_s=0.0)
+    release_leaked_placement_groups(worker_bundle(base), worker_counts(base), {}, grace_s=0.0)
     run_posthoc_tests(plan.exp_uri, load_experiment(plan.exp_uri).rows, splits, base, progress=opts.progress)
     summary = build_report(plan.exp_uri, progress=opts.progress)
     summary.update({"experiment": plan.exp_uri, "resumed": restoring, "max_concurrent_trials": n_conc,

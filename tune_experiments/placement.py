@@ -15,10 +15,11 @@ log = logging.getLogger("swiniqa.tune")
 _JANITOR_WARNED: list[int] = []
 
 
-def release_leaked_placement_groups(bundle: dict[str, float], workers: int, unused_since: dict[str, float],
-                                    grace_s: float = 30.0) -> int:
+def release_leaked_placement_groups(bundle: dict[str, float], workers: int | tuple[int, int],
+                                    unused_since: dict[str, float], grace_s: float = 30.0) -> int:
     """Remove Train worker placement groups (``workers`` x ``bundle``, unnamed) that no live actor has used
-    for ``grace_s`` seconds; returns how many were removed.
+    for ``grace_s`` seconds; returns how many were removed. ``workers`` = (min, max) for elastic trials, whose
+    groups hold any number of bundles in between.
 
     Ray Train's detached ``PlacementGroupCleaner`` frees the workers' placement group of a trial that Tune
     stopped, but it finds its cluster through the state API *without an address*: with two local Ray
@@ -45,7 +46,8 @@ def release_leaked_placement_groups(bundle: dict[str, float], workers: int, unus
                         "trials' workers may keep their CPUs/GPUs")
         return 0
     used = {a.placement_group_id for a in actors if getattr(a, "placement_group_id", None)}
-    want = [{k: float(v) for k, v in bundle.items() if v}] * workers
+    one = {k: float(v) for k, v in bundle.items() if v}
+    lo, hi = workers if isinstance(workers, tuple) else (workers, workers)
     now = time.monotonic()
     removed = 0
     seen = set()
@@ -53,7 +55,8 @@ def release_leaked_placement_groups(bundle: dict[str, float], workers: int, unus
         pg_id = pg.placement_group_id
         seen.add(pg_id)
         bundles = [{k: float(v) for k, v in (b.get("unit_resources") or {}).items() if v} for b in (pg.bundles or [])]
-        if pg.name or pg.is_detached or pg_id in used or bundles != want or (pg.creator_job_id or job) != job:
+        shaped = lo <= len(bundles) <= hi and all(b == one for b in bundles)
+        if pg.name or pg.is_detached or pg_id in used or not shaped or (pg.creator_job_id or job) != job:
             unused_since.pop(pg_id, None)
             continue
         first = unused_since.setdefault(pg_id, now)
@@ -73,7 +76,8 @@ def release_leaked_placement_groups(bundle: dict[str, float], workers: int, unus
 class PlacementGroupJanitor(ray.tune.Callback):
     """Every ``every_s`` seconds of the sweep: :func:`release_leaked_placement_groups`."""
 
-    def __init__(self, bundle: dict[str, float], workers: int, every_s: float = 5.0, grace_s: float = 15.0):
+    def __init__(self, bundle: dict[str, float], workers: int | tuple[int, int], every_s: float = 5.0,
+                 grace_s: float = 15.0):
         self.bundle, self.workers, self.every_s, self.grace_s = dict(bundle), workers, every_s, grace_s
         self._unused: dict[str, float] = {}
         self._last = 0.0
@@ -86,6 +90,11 @@ class PlacementGroupJanitor(ray.tune.Callback):
             self.removed += release_leaked_placement_groups(self.bundle, self.workers, self._unused, self.grace_s)
 
 
+def worker_counts(cfg: TrainConfig) -> tuple[int, int]:
+    """(fewest, most) workers of a trial: an elastic trial's group holds any number in between."""
+    return cfg.min_workers or cfg.num_workers, cfg.num_workers
+
+
 def worker_bundle(cfg: TrainConfig) -> dict[str, float]:
     from swiniqa.training.trainer import cpus_per_worker
 
@@ -95,4 +104,4 @@ def worker_bundle(cfg: TrainConfig) -> dict[str, float]:
     return b
 
 
-__all__ = ["release_leaked_placement_groups", "PlacementGroupJanitor", "worker_bundle"]
+__all__ = ["release_leaked_placement_groups", "PlacementGroupJanitor", "worker_bundle", "worker_counts"]
