@@ -448,3 +448,33 @@ def test_train_summary_is_scipys_metrics_of_the_weights_it_names(tmp_path):
     test = figures(weights_of(best), "test")
     assert final["test_srcc"] == pytest.approx(test["srcc"], abs=1e-6)
     assert final["test_plcc"] == pytest.approx(test["plcc"], abs=1e-4)
+
+
+# ---------------------------------------------------------------------------------------------- lr schedule
+@pytest.mark.core
+def test_both_groups_lr_follow_a_per_step_cosine_to_a_floor_relative_to_their_base():
+    """README `train` (TensorBoard `lr_backbone`, `lr_head`): backbone at `lr`, head at `lr x lr_ratio`, linear
+    warm-up, then a per-step cosine down to `min_lr_ratio x` each group's own base lr (both groups every step)."""
+    from swiniqa.training.optim import make_optimizer, make_schedule
+
+    cfg = _cfg(lr=2e-4, lr_ratio=10.0, min_lr_ratio=0.05, epochs=5, warmup_epochs=1, schedule="cosine")
+    params = [torch.nn.Parameter(torch.zeros(2)), torch.nn.Parameter(torch.zeros(2))]
+    opt = make_optimizer([params[0]], [params[1]], cfg, torch.device("cpu"))
+    steps_per_epoch = 4
+    sched = make_schedule(opt, cfg, steps_per_epoch)
+    total, warm = 5 * steps_per_epoch, steps_per_epoch
+    seen = []
+    for step in range(total):
+        seen.append([g["lr"] for g in opt.param_groups])
+        opt.step()
+        sched.step()
+    for step, (lr_b, lr_h) in enumerate(seen):
+        if step < warm:
+            f = (step + 1) / warm  # linear warm-up to the base lr
+        else:
+            t = (step - warm) / (total - warm)
+            f = 0.05 + 0.95 * (1 + math.cos(math.pi * t)) / 2
+        assert (lr_b, lr_h) == (pytest.approx(2e-4 * f), pytest.approx(2e-3 * f)), step
+    assert seen[warm] == pytest.approx([2e-4, 2e-3])  # the cosine starts at each base
+    assert seen[-1][1] / 2e-3 == pytest.approx(0.05 + 0.95 * (1 + math.cos(math.pi * 15 / 16)) / 2)
+    assert min(lr for lr, _ in seen[warm:]) > 0.05 * 2e-4 - 1e-12  # never below the relative floor
