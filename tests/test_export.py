@@ -102,3 +102,31 @@ def test_score_runs_an_onnx_file_on_ray_data(ray_session, exported, tmp_path):
     got = pd.read_csv(tmp_path / "s.csv")["score"].to_numpy()
     want = [r["score"] for r in predict_images(exported["ckpt"], imgs, progress=False)]
     np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)
+
+
+def test_onnx_scores_are_the_mean_of_onnxruntimes_outputs_on_each_images_crops(exported):
+    """Oracle (tests/oracles.py): `predict` on the .onnx gives each image the mean over its distinct crops (seeded
+    by its bytes, cut by hand) of onnxruntime's own outputs, one crop per run, not predict's shared averaging."""
+    import sys
+    from pathlib import Path
+
+    import onnxruntime as ort
+
+    from swiniqa.evaluation.predict import predict_images
+    from swiniqa.models.loading import load_scorer
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    import oracles
+
+    sess = ort.InferenceSession(exported["onnx"], providers=["CPUExecutionProvider"])
+    name = sess.get_inputs()[0].name
+
+    def forward(crop):
+        return float(sess.run(None, {name: np.ascontiguousarray(crop.transpose(2, 0, 1))[None]})[0][0])
+
+    _, cfg = load_scorer(exported["onnx"])
+    imgs = exported["images"][200:203]
+    rs = tuple(cfg.resize) if cfg.resize else None
+    want = oracles.file_scores(forward, imgs, cfg.test_patches, cfg.patch_size, cfg.seed, rs, cfg.resize_short)
+    got = [r["score"] for r in predict_images(exported["onnx"], imgs, progress=False)]
+    np.testing.assert_allclose(got, want, atol=oracles.ATOL, rtol=0)
