@@ -10,6 +10,10 @@ With ``SWINIQA_MN_CACHE_BASE`` set, every worker node gets its own ``SWINIQA_DAT
 raylet's environment, inherited by its workers), so staging a dataset really happens once per node.
 * ``remove NODE_ID``       -> ``{"removed": id}`` the node's processes are SIGKILLed (a lost spot instance)
 * ``actors CLASS``         -> ``{"nodes": [node ids of alive actors whose class name is CLASS]}``
+* ``nodes``                -> ``{"nodes": [ids of the worker nodes this helper started and did not remove]}``
+* ``drain NODE_ID SECONDS`` -> ``{"drained": id, "accepted": bool, "deadline_ms": ms}`` a reclaim notice: the GCS
+  marks the node draining for preemption with a deadline SECONDS from now (what the autoscaler does for a
+  spot instance); the node keeps running until ``remove``
 * ``quit``                 -> shuts the cluster down
 
 It runs in its own process so the test process never connects to it: the rest of the suite shares one
@@ -44,6 +48,19 @@ def _add(cluster, caches: dict):
     return n
 
 
+def _drain(cluster, node_id: str, seconds: float) -> dict:
+    """Ray's own preemption drain (``ray drain-node --reason DRAIN_NODE_REASON_PREEMPTION``), through the GCS."""
+    import time
+
+    import ray._raylet
+    from ray.core.generated import autoscaler_pb2
+
+    deadline_ms = time.time_ns() // 1_000_000 + int(seconds * 1000)
+    reason = autoscaler_pb2.DrainNodeReason.Value("DRAIN_NODE_REASON_PREEMPTION")
+    accepted, why = ray._raylet.GcsClient(address=cluster.address).drain_node(node_id, reason, "reclaimed", deadline_ms)
+    return {"drained": node_id, "accepted": bool(accepted), "why": why, "deadline_ms": deadline_ms}
+
+
 def main(workers: int) -> None:
     from ray._common.utils import reset_ray_address
     from ray.cluster_utils import Cluster
@@ -73,6 +90,11 @@ def main(workers: int) -> None:
             elif cmd == "remove":
                 cluster.remove_node(nodes.pop(arg), allow_graceful=False)
                 reply = {"removed": arg}
+            elif cmd == "nodes":
+                reply = {"nodes": list(nodes)}
+            elif cmd == "drain":
+                node_id, seconds = arg.split()
+                reply = _drain(cluster, node_id, float(seconds))
             elif cmd == "actors":
                 reply = {"nodes": _alive_actor_nodes(dashboard, arg)}
             elif cmd == "quit":
