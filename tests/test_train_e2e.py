@@ -93,7 +93,13 @@ def test_cli_train_ddp_json_and_checkpoint_folder(ray_session, tiny_cfg, tmp_pat
         assert torch.isfinite(model(torch.rand(2, 3, 64, 64))).all()
     # per-epoch history, curves and TensorBoard scalars
     with open(run / "history.csv") as f:
-        assert [int(float(h["epoch"])) for h in csv.DictReader(f)] == [1, 2, 3]
+        rows = list(csv.DictReader(f))
+    assert [int(float(h["epoch"])) for h in rows] == [1, 2, 3] and {h["workers"] for h in rows} == {"2"}
+    # what made it: the run folder and the JSON summary name the environment (both workers) and the data
+    env = json.loads((run / "environment.json").read_text())
+    assert env["workers"] == 2 and [w["rank"] for w in env["worker_list"]] == [0, 1]
+    assert s["provenance"]["environment_id"] == env["environment_id"] and s["workers"] == 2
+    assert s["provenance"]["dataset_fingerprint"] == s["data"]["fingerprint"]["fingerprint"]
     assert open(s["curves"], "rb").read(8) == b"\x89PNG\r\n\x1a\n"
     tb = _tb_scalars(s["tensorboard"])
     assert [step for step, _ in tb["val/srcc"]] == [1, 2, 3]  # no epoch logged twice after the restart

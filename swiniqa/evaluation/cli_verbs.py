@@ -11,6 +11,7 @@ import sys
 from typing import Any, Optional
 
 from swiniqa.errors import ConfigError
+from swiniqa.provenance import checkpoint_fingerprint
 
 
 # --------------------------------------------------------------------------------------------- helpers
@@ -91,6 +92,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         if report_dir:
             res["report"] = write_suite_report(res, report_dir)
         summary = {k: v for k, v in res.items() if k != "markdown"}
+        summary["fingerprint"] = checkpoint_fingerprint(ckpt)
 
         def human(_: dict) -> str:
             extra = f"\nreport: {res['report']['md']} and {res['report']['csv']}" if res.get("report") else ""
@@ -108,7 +110,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
                                       device=args.device, resize=_parse_resize(args.resize),
                                       resize_short=args.resize_short, progress=progress, threads=args.threads,
                                       check=args.check)
-    summary = {"checkpoint": ckpt, **metrics, "notes": list(info.notes)}
+    summary = {"checkpoint": ckpt, **metrics, "fingerprint": checkpoint_fingerprint(ckpt), "notes": list(info.notes)}
     if progress:
         for n in info.notes:
             note(n)
@@ -132,12 +134,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     apply_max_pixels(args.max_image_pixels)
 
-    rows = predict_images(_checkpoint_path(args.checkpoint), args.inputs, batch_size=args.batch_size,
+    ckpt = _checkpoint_path(args.checkpoint)
+    rows = predict_images(ckpt, args.inputs, batch_size=args.batch_size,
                           patches=args.patches, device=args.device, progress=not args.quiet,
                           resize=_parse_resize(args.resize), resize_short=args.resize_short,
                           recursive=args.recursive, threads=args.threads)
     preds, errors = split_results(rows)
-    summary = {"predictions": preds, "n_images": len(preds), "errors": errors}
+    summary = {"predictions": preds, "n_images": len(preds), "errors": errors, "checkpoint": ckpt,
+               "fingerprint": checkpoint_fingerprint(ckpt)}
     emit(summary, args.json, lambda s: format_table(s["predictions"]))
     if errors:
         listed = ", ".join(f"{e['image']} ({e['why']})" for e in errors[:10])
@@ -154,13 +158,13 @@ def cmd_complexity(args: argparse.Namespace) -> int:
     from swiniqa.evaluation import complexity as cx
 
     if args.table:
+        from tune_experiments.grids import ablation_cells
+
         sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
         cells = () if args.no_ablations else ablation_cells()
         rows = cx.complexity_rows(sizes, cells, latency=args.latency, device=args.device,
                                   batch_size=args.batch_size, repeats=args.repeats)
         md = cx.complexity_markdown(rows)
-        from tune_experiments.grids import ablation_cells
-
         if args.json:
             emit({"rows": [{k: v for k, v in r.items() if k != "counter_note"} for r in rows], "markdown": md,
                   "counter": cx.COUNTER}, True)

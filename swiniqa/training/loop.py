@@ -232,7 +232,12 @@ def _provenance(inp: WorkerInput, session: Session, device: torch.device) -> dic
     takes part in the gather, only rank 0 keeps the result (it alone writes checkpoints)."""
     import socket
 
-    me = {"rank": session.rank, "node": socket.gethostname(), "device": str(device)}
+    node = socket.gethostname()
+    if session.under_ray:  # Ray's node id: distinct for every node, also where host names repeat
+        import ray
+
+        node = f"{node}/{ray.get_runtime_context().get_node_id()[:12]}"
+    me = {"rank": session.rank, "node": node, "device": str(device)}
     if device.type == "cuda":
         me["device_name"] = torch.cuda.get_device_name(device)
     workers = [me]

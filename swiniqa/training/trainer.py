@@ -21,13 +21,13 @@ from swiniqa.data.staging import staged_for_workers
 from swiniqa.data.splits import split_dataset, split_size_notes
 from swiniqa.errors import DataError, SwiniqaError
 from swiniqa.layout import TENSORBOARD_DIR
-# worker_error keeps its old private name here until run_training/summarize (being rewritten) call it by its own
 from swiniqa.ray_runtime import dead_nodes, driver_pinned_actor_options, ensure_ray, lost_node_line
-from swiniqa.ray_runtime import worker_error as _worker_error
+from swiniqa.ray_runtime import worker_error
 from swiniqa.resources import alive_node_resources, fitting_cpus_per_worker, require_resources
 from swiniqa.storage import ensure_writable, is_remote, with_scheme
 from swiniqa.training.session import CHECKPOINT_SCORE
 from swiniqa.training.spot import failure_config, scaling_config, workers_text
+from swiniqa.training.worker_input import WorkerInput
 
 
 def prepare_splits(cfg: TrainConfig, check: bool = True, progress: bool = True) -> tuple[dict[str, list[Record]], dict]:
@@ -63,6 +63,10 @@ def prepare_splits(cfg: TrainConfig, check: bool = True, progress: bool = True) 
     report.update({k: len(v) for k, v in splits.items()})
     report["images"] = sum(len(v) for v in splits.values())  # what the run uses: after skipping and max_images
     report["notes"] += split_size_notes(report)  # a 1-image validation split is refused here, before any worker
+    from swiniqa.provenance import dataset_fingerprint
+
+    report["fingerprint"] = dataset_fingerprint(cfg.dataset, info.root, [r.path for v in splits.values() for r in v],
+                                                info.label_files)
     if progress and check:
         from swiniqa.data.check import log_data_report
 
@@ -77,23 +81,33 @@ def label_stats(train: list[Record]) -> tuple[float, float]:
     return float(s.mean()), std if std > 0 else 1.0
 
 
-def loop_config(cfg: TrainConfig, splits=None, tensorboard: Optional[str] = None,
-                tensorboard_remote: Optional[str] = None, progress=None, torch_threads: Optional[int] = None,
-                check: bool = True) -> dict[str, Any]:
-    """Everything a worker needs, as plain data (records travel as tuples)."""
+def worker_input(cfg: TrainConfig, splits=None, tensorboard: Optional[str] = None,
+                 tensorboard_remote: Optional[str] = None, progress=None, torch_threads: Optional[int] = None,
+                 check: bool = True, dataset: Optional[dict[str, Any]] = None,
+                 run_dir: Optional[str] = None) -> WorkerInput:
+    """Everything a worker needs (:class:`WorkerInput`); reads and splits the dataset when ``splits`` is
+    None. ``dataset`` is the data report's fingerprint (computed from the splits when not given)."""
     if splits is None:
-        splits, _ = prepare_splits(cfg, check=check, progress=False)
-    return {
-        "config": cfg.to_dict(),
-        "splits": {k: [(r.path, r.score, r.group) for r in v] for k, v in splits.items()},
-        "staged": staged_for_workers([r.path for v in splits.values() for r in v]),
-        "label_stats": label_stats(splits["train"]),
-        "tensorboard": tensorboard,
-        "tensorboard_remote": tensorboard_remote,
-        "progress": progress,
-        "torch_threads": torch_threads,
-        "fit_id": uuid.uuid4().hex,
-    }
+        splits, report = prepare_splits(cfg, check=check, progress=False)
+        dataset = dataset or report.get("fingerprint")
+    paths = [r.path for v in splits.values() for r in v]
+    if dataset is None:
+        from swiniqa.provenance import dataset_fingerprint
+
+        dataset = dataset_fingerprint(cfg.dataset, os.path.commonpath(paths) if paths else None, paths)
+    return WorkerInput(
+        config=cfg.to_dict(),
+        splits={k: [(r.path, r.score, r.group) for r in v] for k, v in splits.items()},
+        staged=staged_for_workers(paths),
+        label_stats=label_stats(splits["train"]),
+        tensorboard=tensorboard,
+        tensorboard_remote=tensorboard_remote,
+        progress=progress,
+        torch_threads=torch_threads,
+        fit_id=uuid.uuid4().hex,
+        dataset=dataset,
+        run_dir=run_dir,
+    )
 
 
 def cpus_per_worker(cfg: TrainConfig) -> float:
@@ -134,13 +148,17 @@ def _train_worker(loop_config: dict[str, Any]) -> dict[str, Any]:
     ~3 s of CPU) are paid on the workers, which need them anyway.
     """
     from swiniqa.training.loop import train_worker
+    from swiniqa.training.session import RaySession
 
-    return train_worker(loop_config)
+    inp: WorkerInput = loop_config["input"]
+    return train_worker(inp, RaySession(inp.train_config().inject_failure_at_epoch, inp.fit_id))
 
 
 def make_trainer(cfg: TrainConfig, name: str, output: str, splits: dict[str, list[Record]],
-                 callbacks: Optional[list] = None, progress=None, tensorboard: Optional[str] = None):
-    """The Ray ``TorchTrainer`` for one configuration (also what each Tune trial runs).
+                 callbacks: Optional[list] = None, progress=None, tensorboard: Optional[str] = None,
+                 dataset: Optional[dict[str, Any]] = None):
+    """The Ray ``TorchTrainer`` for one configuration (also what each Tune trial runs); ``dataset`` is the
+    data report's fingerprint, written into every checkpoint.
 
     Returns (trainer, tensorboard location). ``name`` + ``output`` identify the run: reusing them
     resumes it from its latest checkpoint.
@@ -151,11 +169,11 @@ def make_trainer(cfg: TrainConfig, name: str, output: str, splits: dict[str, lis
     run_uri = f"{output.rstrip('/')}/{name}"
     tb_local, tb_remote = tensorboard_dirs(tensorboard or f"{run_uri}/{TENSORBOARD_DIR}", name)
     cpus = cpus_per_worker(cfg)
-    lc = loop_config(cfg, splits, tensorboard=tb_local, tensorboard_remote=tb_remote, progress=progress,
-                     torch_threads=max(1, int(cpus)))
+    inp = worker_input(cfg, splits, tensorboard=tb_local, tensorboard_remote=tb_remote, progress=progress,
+                       torch_threads=max(1, int(cpus)), dataset=dataset, run_dir=run_uri)
     trainer = TorchTrainer(
         _train_worker,
-        train_loop_config=lc,
+        train_loop_config={"input": inp},
         scaling_config=scaling_config(cfg, cpus),
         run_config=ray.train.RunConfig(
             name=name,
@@ -172,11 +190,27 @@ def make_trainer(cfg: TrainConfig, name: str, output: str, splits: dict[str, lis
     return trainer, tb_remote or tb_local
 
 
+def run_provenance(run_uri: str) -> dict[str, Any]:
+    """The short provenance of a run folder (environment id, dataset fingerprint, commit), as rank 0 wrote
+    it; empty when the run wrote none (it failed before its workers started)."""
+    from swiniqa.layout import DATASET_FINGERPRINT, ENVIRONMENT
+    from swiniqa.provenance import short
+    from swiniqa.storage import read_json
+
+    def load(name: str) -> Optional[dict[str, Any]]:
+        try:
+            return read_json(f"{run_uri.rstrip('/')}/{name}")
+        except Exception:  # noqa: BLE001 - missing or unreadable: say nothing rather than fail the summary
+            return None
+
+    return short(load(ENVIRONMENT), load(DATASET_FINGERPRINT))
+
+
 def summarize(result, name: str, run_uri: str, tensorboard: str, data_report: dict, cfg: TrainConfig,
               t_start: float) -> dict[str, Any]:
     """The run summary (``--json``): best validation metrics, test metrics of the selected weights."""
     if result.error is not None:
-        raise _worker_error(result.error)
+        raise worker_error(result.error)
     final = dict(result.return_value or {})
     history = final.pop("history", [])
     try:
@@ -204,6 +238,8 @@ def summarize(result, name: str, run_uri: str, tensorboard: str, data_report: di
         "stopped_early": final.get("stopped_early", False),
         "restarts": final.get("restarts", 0),
         **({"resizes": final.get("resizes", [])} if cfg.min_workers else {}),
+        "workers": cfg.num_workers,
+        "provenance": run_provenance(run_uri),
         "data": data_report,
         "wall_time_s": round(time.time() - t_start, 1),
         "config": cfg.to_dict(),
@@ -232,7 +268,8 @@ def run_training(cfg: TrainConfig, progress: bool = True, callbacks: Optional[li
     run_uri = f"{output.rstrip('/')}/{name}"
     queue = Queue(actor_options=driver_pinned_actor_options()) if progress else None
     dead_before = dead_nodes()
-    trainer, tb = make_trainer(cfg, name, output, splits, callbacks=callbacks, progress=queue)
+    trainer, tb = make_trainer(cfg, name, output, splits, callbacks=callbacks, progress=queue,
+                               dataset=data_report.get("fingerprint"))
     if progress:
         print(f"training {name}: {cfg.backbone}/{cfg.model_size} multiscale={cfg.multiscale} "
               f"attention={cfg.attention} on {data_report['train']} train / {data_report['val']} val / "
@@ -268,8 +305,8 @@ def run_training(cfg: TrainConfig, progress: bool = True, callbacks: Optional[li
     if "error" in box:
         if os.environ.get("SWINIQA_DEBUG"):
             raise box["error"]
-        raise _worker_error(box["error"], lost_node_line(dead_before, cfg, name, output)) from None
+        raise worker_error(box["error"], lost_node_line(dead_before, cfg, name, output)) from None
     result = box["result"]
     if result.error is not None:
-        raise _worker_error(result.error, lost_node_line(dead_before, cfg, name, output)) from None
+        raise worker_error(result.error, lost_node_line(dead_before, cfg, name, output)) from None
     return summarize(result, name, run_uri, tb, data_report, cfg, t_start)
