@@ -5,8 +5,8 @@ lists and copies files wherever they live (experiments, reports, pulled checkpoi
 * :func:`read_text`, :func:`read_json` (None when absent), :func:`load_json` (raises), :func:`write_text`, :func:`write_json` (atomic on a
   local disk), :func:`write_bytes`, :func:`write_atomic`: whole small files;
 * :func:`list_dirs`, :func:`list_files`, :func:`list_tree`: folder listings;
-* :func:`copy_dir` (local folder up to a URI), :func:`download_dir` (a folder down to a local one),
-  :func:`download_file` (one file, streamed and hashed while copied).
+* :func:`copy_dir` (local folder up to a URI), :func:`download_file` (one file down, streamed and hashed
+  while copied).
 """
 
 from __future__ import annotations
@@ -398,16 +398,3 @@ def download_file(fs, path: str, dst: str) -> tuple[int, str]:
         out.flush()
         os.fsync(out.fileno())
     return n, h.hexdigest()
-
-
-def download_dir(uri: str, local_dir: str) -> str:
-    """Copy the files of the folder ``uri`` (local or remote) into ``local_dir`` (created); returns it."""
-    import pyarrow.fs as pafs
-
-    fs, path = filesystem(uri)
-    try:
-        os.makedirs(local_dir, exist_ok=True)
-        pafs.copy_files(path, local_dir, source_filesystem=fs, destination_filesystem=pafs.LocalFileSystem())
-    except Exception as e:  # noqa: BLE001
-        raise SwiniqaError(f"cannot copy {uri} to {local_dir}: {str(e).splitlines()[0]}") from None
-    return local_dir
