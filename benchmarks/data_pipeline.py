@@ -119,10 +119,10 @@ def run_fast(tp, epoch: int, normalise, limit_batches: int = 0) -> int:
     n = 0
     it = tp.epoch(epoch)
     try:
-        for b, (patches, scores) in enumerate(it):
-            x = normalise(patches)
+        for b, batch in enumerate(it):
+            x = normalise(batch.patches)
             assert x.dtype == torch.float32 and x.shape[1:] == (3, PATCH, PATCH)
-            n += len(scores)
+            n += len(batch.scores)
             if limit_batches and b + 1 >= limit_batches:
                 break
     finally:
