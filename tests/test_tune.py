@@ -230,6 +230,11 @@ def test_patience_and_asha_stop_trials_for_real(ray_session, tmp_path):
     assert s["status"] == {"completed": 2, "early_stopped": 1}
     assert s["epochs_run"] == 2 + 4 + 3 and s["epochs_full_grid"] == 12
     assert s["max_concurrent_trials"] == 2
+    # every trial wrote what made it; one environment, one dataset (with its label file hashed)
+    assert s["provenance"]["one_environment"] and s["provenance"]["one_dataset"], s["provenance"]
+    for run in rows.values():
+        ds = json.load(open(os.path.join(exp, "train", run["run"], "dataset.json")))
+        assert ds["label_files"] and ds["fingerprint"] == run["dataset_fingerprint"]
     for r in rows.values():
         assert os.path.isfile(os.path.join(r["checkpoint"], "model.safetensors"))
         assert r["checkpoint"].endswith(f"checkpoint_epoch{r['best_epoch']:04d}")

@@ -164,7 +164,7 @@ def _fit(tuner) -> None:
 
 
 def _tuner(plan: StudyPlan, splits: dict, saved: Optional[dict], resume: bool, progress: bool,
-           max_concurrent: Optional[int]) -> tuple[Any, bool, int]:
+           max_concurrent: Optional[int], dataset: Optional[dict] = None) -> tuple[Any, bool, int]:
     """Start Ray, size the concurrency, write ``study.json`` and build (or restore) the Tuner.
 
     Returns ``(tuner, restoring, trials at a time)``."""
@@ -181,7 +181,8 @@ def _tuner(plan: StudyPlan, splits: dict, saved: Optional[dict], resume: bool, p
     require_resources(base.min_workers or base.num_workers, cpus_per_worker(base), base.use_gpu)
     configs = {c.name: c.config(base, plan.seeds[0]).to_dict() for c in plan.cells}
     trainable = ray.tune.with_resources(
-        ray.tune.with_parameters(study_trial, exp_uri=plan.exp_uri, configs=configs, splits=splits), driver_res)
+        ray.tune.with_parameters(study_trial, exp_uri=plan.exp_uri, configs=configs, splits=splits,
+                                 dataset=dataset), driver_res)
     restoring = bool(resume and Tuner.can_restore(plan.exp_uri))
     if progress:
         _announce(plan, restoring, n_conc)
@@ -233,7 +234,8 @@ def run_study(study: Union[str, Study], base_cfg: TrainConfig, options: Optional
     from tune_experiments.experiment import load_experiment
     from tune_experiments.posthoc import run_posthoc_tests
 
-    tuner, restoring, n_conc = _tuner(plan, splits, saved, opts.resume, opts.progress, opts.max_concurrent)
+    tuner, restoring, n_conc = _tuner(plan, splits, saved, opts.resume, opts.progress, opts.max_concurrent,
+                                      dataset=data_report.get("fingerprint"))
     _fit(tuner)
     # Nothing runs now: whatever worker placement group is left is a leak (see release_leaked_placement_groups).
     release_leaked_placement_groups(worker_bundle(base), worker_counts(base), {}, grace_s=0.0)

@@ -26,7 +26,7 @@ def trial_name(trial) -> str:
 
 
 def study_trial(config: dict[str, Any], exp_uri: str = "", configs: Optional[dict] = None,
-                splits: Optional[dict] = None) -> None:
+                splits: Optional[dict] = None, dataset: Optional[dict] = None) -> None:
     """One Tune trial: the Ray Train run of ``configs[cell]`` with ``seed``, then its test metrics.
 
     The Train run is named ``<cell>-seed<k>`` under ``<experiment>/train``: a trial restarted by
@@ -41,7 +41,7 @@ def study_trial(config: dict[str, Any], exp_uri: str = "", configs: Optional[dic
     cfg = config_from_dict(configs[cell]).replace(seed=seed)
     run = run_name(cell, seed)
     trainer, _ = make_trainer(cfg, run, f"{exp_uri}/{TRAIN_DIR}", splits[seed], callbacks=[epoch_report_callback()],
-                              tensorboard=f"{exp_uri}/{TENSORBOARD_DIR}/{run}")
+                              tensorboard=f"{exp_uri}/{TENSORBOARD_DIR}/{run}", dataset=dataset)
     try:
         result = trainer.fit()
     except Exception as e:  # noqa: BLE001 - one readable line in Tune's error.txt
