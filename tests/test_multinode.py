@@ -226,7 +226,9 @@ def test_lost_node_without_max_failures_is_one_line(s3, cluster, small_demo):
     last = err.strip().splitlines()[-1]
     assert last.startswith(f"swiniqa: error: lost node {lost[:12]} "), err[-3000:]
     assert f"--name nofail --output s3://{BUCKET}/runs" in last and "--max-failures" in last
-    assert "Traceback" not in err and out == ""
+    assert "Traceback" not in err
+    # --json: the last stdout line is the same error as a JSON object, with the exit code
+    assert json.loads(out.strip().splitlines()[-1]) == {"error": last.removeprefix("swiniqa: error: "), "exit_code": 3}
 
 
 # ------------------------------------------------------------------ item 4: a study sweep across nodes, S3 storage

@@ -62,7 +62,7 @@ def test_uploads_get_predicts_scores(server):
 def test_bad_requests_get_a_4xx_with_one_line(server):
     url, img = server["url"], _bytes(server["images"][0])
     cases = [
-        (requests.post, "/score", {"data": b"GIF89a but not really an image"}, 400, "cannot decode image"),
+        (requests.post, "/score", {"data": b"GIF89a but not really an image"}, 400, "cannot decode the upload"),
         (requests.post, "/score", {"data": img[: len(img) // 2]}, 400, "truncated"),
         (requests.post, "/score", {"data": b""}, 400, "empty"),
         (requests.post, "/score", {"files": [("a", ("ok.png", img)), ("b", ("bad.jpg", b"\xff\xd8junk"))]}, 400,
