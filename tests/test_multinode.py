@@ -335,10 +335,13 @@ def test_elastic_run_shrinks_on_a_lost_node_and_grows_back(s3, cluster, small_de
     next resize check (5 s) the run grows back to 2 workers; it finishes every epoch once and says when and why
     its size changed (progress lines, ``resizes`` in the summary, ``workers`` in history.csv)."""
     env, client = s3
+    EPOCHS = 10
     spare = [n for n in cluster.ask("nodes")["nodes"]][0]
     cluster.ask(f"remove {spare}")  # two worker nodes left: a lost one cannot be replaced at once
-    args = _train_args(small_demo, f"s3://{BUCKET}/runs", "elastic", 8, "--num-workers", "1-2", "--max-failures", "1",
-                       "--set", "resize_check_s=5")
+    # 16 patches an image: epochs of seconds even on an idle machine, so the run is still going when the node
+    # comes back (with 1 patch an idle machine finished all epochs, 0.5 s each, before the resize check)
+    args = _train_args(small_demo, f"s3://{BUCKET}/runs", "elastic", EPOCHS, "--num-workers", "1-2", "--max-failures",
+                       "1", "--set", "resize_check_s=5", "--set", "train_patches=16")
     t0 = time.time()
     proc = subprocess.Popen(args, env={**env, "RAY_ADDRESS": cluster.address}, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
@@ -364,12 +367,12 @@ def test_elastic_run_shrinks_on_a_lost_node_and_grows_back(s3, cluster, small_de
           f"2-worker one {times['grown'] - times['added']:.0f} s after the node came; run {time.time() - t0:.0f} s")
     assert proc.returncode == 0, err[-3000:]
     s = json.loads(out.strip().splitlines()[-1])
-    assert s["epochs"] == 8 and s["restarts"] >= 2, s
+    assert s["epochs"] == EPOCHS and s["restarts"] >= 2, s
     whys = [(r["from"], r["to"], r["why"]) for r in s["resizes"]]
     assert whys == [(2, 1, "node lost"), (1, 2, "capacity back")], (lost, s["resizes"])
     assert "workers 2 -> 1 (node lost): resuming at epoch" in err and "workers 1 -> 2 (capacity back)" in err
     hist = _history(client, "runs/elastic/", tmp_path)
-    assert [int(r["epoch"]) for r in hist] == list(range(1, 9))  # every epoch once
+    assert [int(r["epoch"]) for r in hist] == list(range(1, EPOCHS + 1))  # every epoch once
     workers = [int(r["workers"]) for r in hist]
     assert workers[0] == 2 and 1 in workers and workers[-1] == 2, workers
 
