@@ -23,8 +23,8 @@ if [[ "$(cat "$stamp" 2>/dev/null)" != "$want" ]]; then
     "$VENV/bin/python" -m pip install -q -r "$LOCK" >&2
     "$VENV/bin/python" -m pip install -q --no-deps -e "$ROOT" >&2
   else
-    echo "setup: requirements.lock is for $(sed -n 2p "$LOCK" 2>/dev/null | cut -c8-), not $target:" \
-         "installing from pyproject.toml's version floors (numbers may differ from the README's)" >&2
+    if [[ -f "$LOCK" ]]; then why="requirements.lock is for $(sed -n 2p "$LOCK" | cut -c8-), not $target"; else why="no requirements.lock"; fi
+    echo "setup: $why: installing from pyproject.toml's version floors (numbers may differ from the README's)" >&2
     # torch 2.14.1 + torchvision 0.29.1 work together with timm; pinning them avoids the CPU 2.13 wheel
     # whose torchvision fails to import. Users with other CUDA needs can preinstall torch themselves.
     if ! "$VENV/bin/python" -c "import torch, torchvision" 2>/dev/null; then

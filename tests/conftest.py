@@ -44,3 +44,22 @@ def tiny_cfg(demo_root, tmp_path):
 
     return preset("demo").replace(model_size="nano", data_root=str(demo_root), epochs=2, train_patches=1,
                                   test_patches=2, batch_size=8, output=str(tmp_path / "runs"), warmup_epochs=0, max_images=48, patch_size=128)
+
+
+@pytest.fixture(scope="module")
+def small_demo(demo_root, tmp_path_factory):
+    """The demo dataset cut to 6 images per source photo (the driver decode-checks every image)."""
+    import helpers
+
+    return helpers.small_demo(demo_root, tmp_path_factory.mktemp("small") / "demo")
+
+
+@pytest.fixture()
+def one_torch_thread():
+    """Nano forward passes on a shared 2-core machine: one intra-op thread is ~10x faster than two fighting."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

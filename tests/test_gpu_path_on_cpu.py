@@ -42,12 +42,7 @@ def _model(cfg, seed=0):
     return m.eval()
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest: one intra-op thread per test here
 
 
 @pytest.fixture(scope="module")

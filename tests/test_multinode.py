@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pytest
 
-import helpers
 from helpers import free_port, local_s3, s3_bucket, upload_tree
 
 
@@ -82,12 +81,6 @@ def cluster(s3, tmp_path_factory):
     c = SimCluster(env, 3, tmp_path_factory.mktemp("cluster") / "cluster.log")
     yield c
     c.close()
-
-
-@pytest.fixture(scope="module")
-def small_demo(demo_root, tmp_path_factory):
-    """The demo dataset cut to 6 images per source photo (the driver decode-checks every image)."""
-    return helpers.small_demo(demo_root, tmp_path_factory.mktemp("small") / "demo")
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import signal
 import sys
 
 import numpy as np
@@ -380,6 +381,17 @@ class _Stderr:
     def join(self):
         self._t.join(timeout=30)
 
+    def final_lines(self) -> list[str]:
+        """Every non-empty line once the process ended, each as last drawn (progress redraws with \\r)."""
+        self.join()
+        return [ln.split("\r")[-1] for ln in self.lines if ln.strip()]
+
+
+def _sigterm(proc) -> int:
+    """Send SIGTERM as a process manager would; the exit code."""
+    proc.send_signal(signal.SIGTERM)
+    return proc.wait(timeout=120)
+
 
 def _pids_mentioning(text: str) -> dict[int, str]:
     out = {}
@@ -408,7 +420,6 @@ def foreign_ray():
     """A real `ray start --head` in its own short temp dir (RAY_TMPDIR, so no other Ray on the machine sees its
     address file); its processes are killed by pid afterwards (never `ray stop`, which stops every Ray here)."""
     import shutil
-    import signal
     import subprocess
     import tempfile
     import time
@@ -439,7 +450,6 @@ def test_serve_starts_its_own_ray_beside_a_foreign_one_and_sigterm_stops_it_clea
     under the shared temp dir, not one) and says in one note how to use the other. Item 4: SIGTERM stops it like
     Ctrl-C: exit 143, one line, no `*** SIGTERM received` dump, none of its Ray processes left. Item 5: every
     stderr line is swiniqa's (no Ray Serve INFO lines)."""
-    import signal
     import subprocess
     import urllib.request
 
@@ -454,13 +464,11 @@ def test_serve_starts_its_own_ray_beside_a_foreign_one_and_sigterm_stops_it_clea
         assert len(gcs) == 2 and len(own) == 1, gcs  # joined, there would be the foreign one only
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=60) as r:
             assert json.loads(r.read())["status"] == "ok"
-        proc.send_signal(signal.SIGTERM)
-        rc = proc.wait(timeout=120)
+        rc = _sigterm(proc)
     finally:
         if proc.poll() is None:
             proc.kill()
-    err.join()
-    lines = [ln.split("\r")[-1] for ln in err.lines if ln.strip()]
+    lines = err.final_lines()
     assert rc == 143, lines[-30:]
     assert lines[-1] == "swiniqa: stopped (SIGTERM)" and not any("SIGTERM received" in ln for ln in lines), lines
     assert [ln for ln in lines if not ln.startswith(SWINIQA_LINE)] == [], lines
@@ -483,7 +491,6 @@ def test_score_cli_rows_in_input_order_only_swiniqa_lines_and_sigterm(ray_sessio
     (item 3); stderr holds swiniqa's lines only, not core_worker.cc's warning about MapWorker (item 5); a
     SIGTERM mid-collection exits 143 with one line and no dump (item 4)."""
     import shutil
-    import signal
     import subprocess
 
     import pandas as pd
@@ -510,12 +517,10 @@ def test_score_cli_rows_in_input_order_only_swiniqa_lines_and_sigterm(ray_sessio
     err = _Stderr(proc)
     try:
         assert err.wait_for("score: ", proc, timeout=300), err.lines[-30:]
-        proc.send_signal(signal.SIGTERM)
-        rc = proc.wait(timeout=120)
+        rc = _sigterm(proc)
     finally:
         if proc.poll() is None:
             proc.kill()
-    err.join()
-    lines = [ln.split("\r")[-1] for ln in err.lines if ln.strip()]
+    lines = err.final_lines()
     assert rc == 143 and lines[-1] == "swiniqa: stopped (SIGTERM)", lines[-20:]
     assert not any("SIGTERM received" in ln for ln in lines), lines

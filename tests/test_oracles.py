@@ -62,13 +62,7 @@ def _sensitive(model, paths, n, seed_of) -> None:
         assert c.max() - c.min() > 50 * oracles.ATOL, (p, c)
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Nano forward passes on a shared 2-core machine: one intra-op thread is ~10x faster than two fighting."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest: one intra-op thread per test here
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 
-import helpers
 from helpers import free_port, local_s3, s3_bucket, upload_tree
 
 SWINIQA = str(Path(sys.executable).with_name("swiniqa"))
@@ -26,11 +25,6 @@ def s3(tmp_path_factory):
     pytest.importorskip("moto.server")
     with local_s3() as endpoint:
         yield s3_bucket(endpoint, BUCKET, tmp_path_factory.mktemp("caches"))
-
-
-@pytest.fixture(scope="module")
-def small_demo(demo_root, tmp_path_factory):
-    return helpers.small_demo(demo_root, tmp_path_factory.mktemp("small") / "demo")
 
 
 @pytest.fixture(scope="module")

@@ -211,7 +211,7 @@ def plan_epoch(n_records: int, *, patches_per_image: int, batch_size: int, seed:
     return EpochPlan(image, uy, ux, flip, rot, order_, jitter, batch_size)
 
 
-def crop_origin(u: np.ndarray, length: int, size: int) -> np.ndarray:
+def crop_origin(u: np.ndarray, length, size: int) -> np.ndarray:
     """Top (or left) edge of crops at relative positions ``u`` in [0, 1): uniform over the
     ``length - size + 1`` integer positions, like ``rng.integers(0, length - size + 1)``."""
     positions = length - size + 1
@@ -293,10 +293,10 @@ class TrainPatches:
     def _cut(self, plan: EpochPlan, sel: np.ndarray, images: dict[int, np.ndarray], sizes) -> Batch:
         p = self.p
         out = np.empty((len(sel), p, p, 3), np.uint8)
-        for k, j in enumerate(sel):
-            im = images[int(plan.image[j])]
-            y = int(crop_origin(plan.uy[j:j + 1], im.shape[0], p)[0])
-            x = int(crop_origin(plan.ux[j:j + 1], im.shape[1], p)[0])
+        ims = [images[int(i)] for i in plan.image[sel]]
+        ys = crop_origin(plan.uy[sel], np.array([im.shape[0] for im in ims]), p)
+        xs = crop_origin(plan.ux[sel], np.array([im.shape[1] for im in ims]), p)
+        for k, (im, y, x) in enumerate(zip(ims, ys, xs)):
             out[k] = im[y:y + p, x:x + p]
         t = _flip_rows(torch.from_numpy(out), plan.flip[sel])
         if self.content_aug:

@@ -253,12 +253,10 @@ def _provenance(inp: WorkerInput, session: Session, device: torch.device) -> dic
     if inp.dataset:
         out[DATASET_FINGERPRINT] = dict(inp.dataset)
     if inp.run_dir:  # the run folder says what made it too (the latest attempt; each checkpoint keeps its own)
-        import json
-
-        from swiniqa.storage import write_bytes
+        from swiniqa.storage import join, write_json
 
         for name, obj in out.items():
-            write_bytes(f"{inp.run_dir.rstrip('/')}/{name}", (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+            write_json(join(inp.run_dir, name), obj)
     return out
 
 
