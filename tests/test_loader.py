@@ -120,6 +120,12 @@ def test_ranks_shares_partition_each_global_batch_of_the_one_worker_plan(flat_re
             got = rows(torch.cat([p.patches for p in parts]), torch.cat([p.scores for p in parts]),
                        torch.cat([p.jitter for p in parts]))
             assert got == rows(batch.patches, batch.scores, batch.jitter)
+            # each share says where its patches sit in the global batch (the dropout masks' rows)
+            assert batch.positions.tolist() == list(range(8))
+            assert sorted(torch.cat([p.positions for p in parts]).tolist()) == list(range(8))
+            for p in parts:
+                assert torch.equal(p.patches, batch.patches[p.positions])
+                assert torch.equal(p.jitter, batch.jitter[p.positions])
 
 
 @pytest.mark.core

@@ -253,6 +253,9 @@ class Batch(NamedTuple):
     jitter: torch.Tensor  # float32 (n, 3) uniform draws for colour jitter
     total: int  # patches in the whole global batch (the loss divides by it)
     sizes: tuple[int, ...]  # every rank's share of this batch, by rank
+    #: int64 (n,): where this share's patches sit in the global batch (None: the whole batch, in order); the
+    #: dropout/drop-path masks of the global batch are drawn once and each rank keeps these rows.
+    positions: Optional[torch.Tensor] = None
 
 
 class TrainPatches:
@@ -283,14 +286,15 @@ class TrainPatches:
         total = len(self.records) * self.n
         return total // self.bs or (1 if total else 0)
 
-    def shares(self, plan: EpochPlan, start: int = 0) -> Iterator[tuple[np.ndarray, tuple[int, ...]]]:
-        """(plan indices of this rank's share, every rank's share size) for each global batch from ``start``."""
+    def shares(self, plan: EpochPlan, start: int = 0) -> Iterator[tuple[np.ndarray, tuple[int, ...], np.ndarray]]:
+        """(plan indices of this rank's share, every rank's share size, the share's positions in the global
+        batch) for each global batch from ``start``."""
         for b in range(start, plan.batches):
             idx = plan.batch(b)
             parts = split_batch(plan.image[idx], self.world)
-            yield idx[parts[self.rank]], tuple(len(q) for q in parts)
+            yield idx[parts[self.rank]], tuple(len(q) for q in parts), parts[self.rank]
 
-    def _cut(self, plan: EpochPlan, sel: np.ndarray, images: dict[int, np.ndarray], sizes) -> Batch:
+    def _cut(self, plan: EpochPlan, sel: np.ndarray, images: dict[int, np.ndarray], sizes, positions) -> Batch:
         p = self.p
         out = np.empty((len(sel), p, p, 3), np.uint8)
         ims = [images[int(i)] for i in plan.image[sel]]
@@ -302,7 +306,8 @@ class TrainPatches:
         if self.content_aug:
             _content_aug(out, plan.rot[sel], plan.order[sel])  # ``out`` is ``t``'s memory
         scores = torch.tensor([self.records[int(i)].score for i in plan.image[sel]], dtype=torch.float32)
-        return Batch(t.permute(0, 3, 1, 2), scores, torch.from_numpy(plan.jitter[sel]), sum(sizes), sizes)
+        return Batch(t.permute(0, 3, 1, 2), scores, torch.from_numpy(plan.jitter[sel]), sum(sizes), sizes,
+                     torch.from_numpy(positions))
 
     def epoch(self, epoch: int, start: int = 0) -> Iterator[Batch]:
         """This rank's shares of the epoch's global batches ``start``, ``start + 1``, ...: a run resumed
@@ -316,10 +321,10 @@ class TrainPatches:
             with ThreadPoolExecutor(self.threads) as ex:
                 for g in range(0, len(todo), group):
                     part = todo[g:g + group]
-                    need = sorted({int(i) for sel, _ in part for i in plan.image[sel]})
+                    need = sorted({int(i) for sel, _, _ in part for i in plan.image[sel]})
                     images = dict(zip(need, ex.map(lambda i: self.cache.get(self.records[i].path), need)))
-                    for sel, sizes in part:
-                        yield self._cut(plan, sel, images, sizes)
+                    for sel, sizes, positions in part:
+                        yield self._cut(plan, sel, images, sizes, positions)
 
         pf = _Prefetch(batches())
         try:

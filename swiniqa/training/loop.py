@@ -31,6 +31,7 @@ from swiniqa.errors import TrainingError
 from swiniqa.evaluation.inference import evaluate_split
 from swiniqa.models import build_model, unwrap
 from swiniqa import checkpoints as ckio
+from swiniqa.training.batch_noise import step_generator, step_masks, use_global_batch_masks
 from swiniqa.training.optim import make_optimizer, make_schedule
 from swiniqa.layout import checkpoint_dir_name
 from swiniqa.training.session import CHECKPOINT_SCORE, MID_EPOCH_SCORE, RaySession, Session, checkpoint_score
@@ -109,7 +110,8 @@ def _gathered_rank_term(pred: torch.Tensor, y: torch.Tensor, batch: Batch, rank:
 
 
 def train_step(model: torch.nn.Module, opt: torch.optim.Optimizer, sched: Any, batch: Batch, cfg: TrainConfig,
-               device: torch.device, label_stats: tuple[float, float], amp: bool, rank: int = 0) -> torch.Tensor:
+               device: torch.device, label_stats: tuple[float, float], amp: bool, rank: int = 0,
+               masks: Optional[torch.Generator] = None) -> torch.Tensor:
     """One optimisation step on this rank's share of a global batch: the loop's and the benchmark's.
 
     Each patch's loss is weighted by ``1 / batch.total`` whichever rank holds it, and the rank's loss is
@@ -125,6 +127,9 @@ def train_step(model: torch.nn.Module, opt: torch.optim.Optimizer, sched: Any, b
         device, amp: where it runs; bf16 autocast.
         label_stats: ``(shift, scale)`` that standardise the labels.
         rank: this worker's rank (``batch.sizes`` gives the number of ranks).
+        masks: the step's generator for dropout and drop-path (:mod:`swiniqa.training.batch_noise`): the masks
+            of the whole global batch are drawn from it and this rank keeps its rows (``batch.positions``), so
+            they do not depend on the number of ranks. None: torch's global generator.
 
     Returns:
         This rank's part of the global batch's loss (detached, on ``device``; no host sync): the ranks'
@@ -136,7 +141,8 @@ def train_step(model: torch.nn.Module, opt: torch.optim.Optimizer, sched: Any, b
     if cfg.color_jitter:
         x = color_jitter(x.float().div_(255.0), batch.jitter)
     y = ((batch.scores.to(device, non_blocking=True) - shift) / scale).float()
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp), \
+            step_masks(masks, batch.positions, batch.total):
         pred = model(x, raw=True)
     part = torch.nn.functional.l1_loss(pred.float(), y, reduction="sum") / batch.total
     loss, reported = part * world, part.detach()
@@ -208,6 +214,7 @@ class RunState:
 def _place_model(cfg: TrainConfig, session: Session, device: torch.device, label_stats) -> tuple:
     model = build_model(cfg)
     model.set_label_scale(*label_stats)
+    use_global_batch_masks(model)  # dropout/drop-path masks of the global batch (no state added)
     ddp = session.under_ray and session.world > 1
     if ddp:  # the ResNet baselines' BatchNorm: statistics of the global batch (before the optimizer sees them)
         from swiniqa.training.global_bn import synchronise_batchnorm
@@ -321,13 +328,16 @@ def restore_state(run: Run) -> RunState:
     return state
 
 
-def _seed_step(run: Run, epoch: int, step: int) -> None:
-    """Seed dropout and drop-path (torch's generator) by (seed, epoch, step, rank) before each step: a run
-    resumed from any checkpoint, mid-epoch ones included, draws exactly what the uninterrupted run drew
-    (rank 0 alone writes checkpoints, so other ranks' generator states could not be saved). Colour jitter
-    and crops come from the epoch's plan."""
-    key = ((run.cfg.seed * 1_000_003 + epoch) * 1_000_033 + step) * 7919 + run.session.rank
-    torch.manual_seed(key % (1 << 63))
+def _seed_step(run: Run, epoch: int, step: int) -> torch.Generator:
+    """The step's generator for dropout and drop-path masks, seeded by (seed, epoch, step) and not the rank:
+    every rank draws the whole global batch's masks and keeps its rows, so a patch's masks are the same at
+    any worker count, and a run resumed from any checkpoint, mid-epoch ones included, draws exactly what the
+    uninterrupted run drew (rank 0 alone writes checkpoints, so generator states could not be saved). Torch's
+    global generator (anything else random) is seeded per rank too. Colour jitter and crops come from the
+    epoch's plan."""
+    key = (run.cfg.seed * 1_000_003 + epoch) * 1_000_033 + step
+    torch.manual_seed((key * 7919 + run.session.rank) % (1 << 63))
+    return step_generator(key, run.device)
 
 
 def _check_reclaim(run: Run, state: RunState, epoch: int, step: int, loss_sum: torch.Tensor, n_seen: int) -> None:
@@ -377,9 +387,9 @@ def train_one_epoch(run: Run, epoch: int, state: Optional[RunState] = None) -> t
     loss_sum = torch.full((), done_sum if run.session.rank == 0 else 0.0, device=run.device, dtype=torch.float64)
     every = run.cfg.preemption_check_steps if state is not None else 0
     for step, batch in enumerate(run.train.epoch(epoch, start), start):
-        _seed_step(run, epoch, step)
+        masks = _seed_step(run, epoch, step)
         part = train_step(run.model, run.opt, run.sched, batch, run.cfg, run.device, run.label_stats, run.amp,
-                          run.session.rank)
+                          run.session.rank, masks)
         loss_sum += part.double() * batch.total
         n_seen += batch.total
         if every and state.notice is None and (step + 1) % every == 0:
