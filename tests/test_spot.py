@@ -122,8 +122,8 @@ def test_mid_epoch_checkpoint_is_below_every_epochs_score():
                                  checkpoint_score(-1.0, True))
 
 
-def test_resume_event_says_why_the_size_changed():
-    from swiniqa.training.spot import resume_event
+def test_resume_event_says_why_the_run_resumed():
+    from swiniqa.training.spot import resume_event, resumes_text
 
     hist = [{"epoch": 1, "workers": 2}]
     assert resume_event({"history": hist, "workers": 2}, 1, 0, 1)[0] == \
@@ -132,8 +132,14 @@ def test_resume_event_says_why_the_size_changed():
     got, line = resume_event({"workers": 2, "reclaim_notice": {"nodes": {}}}, 2, 5, 1)
     assert got["why"] == "reclaim notice" and line.endswith("resuming at epoch 3 step 5")
     got, line = resume_event({"workers": 2, "reclaim_notice": {"nodes": {}}}, 2, 5, 2)
-    assert got is None and "after a reclaim notice" in line
-    assert resume_event({"history": hist}, 1, 0, 2) == (None, None)  # an ordinary restart, same size
+    assert got == {"epoch": 3, "step": 5, "from": 2, "to": 2, "why": "reclaim notice"}
+    assert "after a reclaim notice" in line
+    # the same size again: a failure a spare node absorbed, or a run continued by hand (another fit)
+    assert resume_event({"history": hist}, 1, 0, 2) == ({"epoch": 2, "step": 0, "from": 2, "to": 2, "why": "restart"},
+                                                        None)
+    assert resume_event({"history": hist}, 1, 0, 2, same_fit=False)[0]["why"] == "resumed"
+    assert resumes_text([got, {"epoch": 4, "step": 0, "from": 2, "to": 1, "why": "node lost"}]) == \
+        "reclaim notice at epoch 3 step 5, node lost at epoch 4: 2 -> 1 workers"
 
 
 def test_worker_range_flag_and_config():

@@ -59,6 +59,8 @@ def test_cli_train_ddp_json_and_checkpoint_folder(ray_session, tiny_cfg, tmp_pat
     s = json.loads(r.stdout.strip().splitlines()[-1])
     assert README_TRAIN_KEYS <= set(s), README_TRAIN_KEYS - set(s)
     assert s["epochs"] == 3 and s["restarts"] == 1 and 1 <= s["best_epoch"] <= 3
+    # the killed attempt's successor resumed at epoch 2 from epoch 1's checkpoint, on as many workers
+    assert s["resumes"] == [{"epoch": 2, "step": 0, "from": 2, "to": 2, "why": "restart"}], s["resumes"]
     assert len(_train_worker_actors(address) - before) == 2 * 2  # two DDP workers, started twice
     assert s["config"]["num_workers"] == 2 and s["config"]["loss"] == "l1+rank" and s["config"]["rank_weight"] == 0.5
     assert s["data"]["train"] == s["data"]["val"] == s["data"]["test"] == 32 and s["data"]["dataset"] == "demo"

@@ -140,6 +140,10 @@ class TrialLines(ray.tune.Callback):
             how = what
             ep = r.get("epoch", 0)
             extra = f"val SRCC {_fmt(r.get('val_srcc'))}  best {_fmt(r.get('best_val_srcc'))}@{r.get('best_epoch', '-')}"
+        if r.get("resumes"):  # what the trial went through: reclaim notices, lost nodes, restarts
+            from swiniqa.training.spot import resumes_text
+
+            extra += f"  resumed after {resumes_text(r['resumes'])}"
         print(f"[{n}/{self.total}] {trial_name(trial)}: {how} after {ep}/{self.epochs} epochs  {extra}  "
               f"{_fmt(r.get('time_total_s'), '.0f')}s", file=sys.stderr, flush=True)
 

@@ -3,7 +3,7 @@
 Ray Train does the mechanics (``ScalingConfig(num_workers=(min, max))`` restarts the worker group on the
 nodes left after a loss and again with more workers when capacity returns; ``get_preemption_info`` tells
 the workers that a node is about to be reclaimed). This module holds swiniqa's side: the Ray configs of a
-run (:func:`scaling_config`, :func:`failure_config`), the resize record and progress lines a restarted
+run (:func:`scaling_config`, :func:`failure_config`), the resume record and progress lines a restarted
 attempt reports (:func:`resume_event`, :func:`notice_line`), and the Tune callback that forwards only
 epoch results (:func:`epoch_report_callback`), so a mid-epoch checkpoint never counts as an iteration.
 """
@@ -51,24 +51,44 @@ def _previous_workers(st: dict[str, Any]) -> Optional[int]:
     return int(history[-1]["workers"]) if history and history[-1].get("workers") else None
 
 
-def resume_event(st: dict[str, Any], start_epoch: int, start_step: int,
-                 world: int) -> tuple[Optional[dict[str, Any]], Optional[str]]:
-    """What a restarted attempt reports about itself: (resize record or None, progress line or None).
+def resume_event(st: dict[str, Any], start_epoch: int, start_step: int, world: int,
+                 same_fit: bool = True) -> tuple[dict[str, Any], Optional[str]]:
+    """What an attempt that resumes from checkpoint state ``st`` reports about itself: (its record, progress
+    line or None).
 
-    ``why`` is "reclaim notice" when the attempt that wrote the checkpoint had received one, else "node lost"
-    for fewer workers and "capacity back" for more. ``epoch`` is the 1-based epoch the run resumes in.
+    The record ``{"epoch", "step", "from", "to", "why"}`` (``epoch`` 1-based: the epoch it resumes in, ``step``
+    the global batches of it already trained) goes into the run's ``resumes``, and into ``resizes`` too when the
+    size changed. ``why``: "reclaim notice" when the attempt that wrote the checkpoint had received one, else
+    "node lost" for fewer workers, "capacity back" for more, "restart" for the same number (a worker or node
+    failed and a spare took its place), "resumed" when the checkpoint is another fit's (the run continued by
+    hand, ``--name`` reused or ``tune --resume``).
     """
-    before = _previous_workers(st)
+    before = _previous_workers(st) or world
     where = f"epoch {start_epoch + 1}" + (f" step {start_step}" if start_step else "")
     notice = bool(st.get("reclaim_notice"))
-    resize = None
-    if before and before != world:
-        why = "reclaim notice" if notice else "node lost" if world < before else "capacity back"
-        resize = {"epoch": start_epoch + 1, "step": start_step, "from": before, "to": world, "why": why}
-        return resize, f"workers {before} -> {world} ({why}): resuming at {where}"
+    if notice:
+        why = "reclaim notice"
+    elif before != world:
+        why = "node lost" if world < before else "capacity back"
+    else:
+        why = "restart" if same_fit else "resumed"
+    event = {"epoch": start_epoch + 1, "step": start_step, "from": before, "to": world, "why": why}
+    if before != world:
+        return event, f"workers {before} -> {world} ({why}): resuming at {where}"
     if notice or start_step:
-        return None, f"resuming at {where} on {world} worker(s)" + (" after a reclaim notice" if notice else "")
-    return None, None
+        return event, f"resuming at {where} on {world} worker(s)" + (" after a reclaim notice" if notice else "")
+    return event, None
+
+
+def resumes_text(resumes: list[dict[str, Any]]) -> str:
+    """``"reclaim notice at epoch 1 step 12, restart at epoch 2"``: a run's resumes in one phrase; sizes are
+    named when they changed (``node lost at epoch 3: 2 -> 1 workers``)."""
+    parts = []
+    for r in resumes:
+        where = f"epoch {r['epoch']}" + (f" step {r['step']}" if r.get("step") else "")
+        size = f": {r['from']} -> {r['to']} workers" if r.get("from") != r.get("to") else ""
+        parts.append(f"{r['why']} at {where}{size}")
+    return ", ".join(parts)
 
 
 def notice_line(notice: dict[str, Any], epoch: int, step: int, steps: int, seconds: float) -> str:
@@ -100,5 +120,5 @@ def epoch_report_callback():
     return EpochReportCallback()
 
 
-__all__ = ["scaling_config", "workers_text", "failure_config", "resume_event", "notice_line", "is_mid_epoch",
+__all__ = ["scaling_config", "workers_text", "failure_config", "resume_event", "resumes_text", "notice_line", "is_mid_epoch",
            "epoch_report_callback"]

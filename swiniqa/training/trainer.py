@@ -237,6 +237,7 @@ def summarize(result, name: str, run_uri: str, tensorboard: str, data_report: di
         "epochs": final.get("epochs_run", int(df["epoch"].max()) if df is not None and len(df) else 0),
         "stopped_early": final.get("stopped_early", False),
         "restarts": final.get("restarts", 0),
+        "resumes": final.get("resumes", []),
         **({"resizes": final.get("resizes", [])} if cfg.min_workers else {}),
         "workers": cfg.num_workers,
         "provenance": run_provenance(run_uri),
