@@ -109,6 +109,7 @@ def _sync(device: torch.device) -> None:
 def build(size: str, args, device: torch.device):
     from swiniqa.config import TrainConfig
     from swiniqa.models import build_model
+    from swiniqa.training.batch_noise import use_global_batch_masks
     from swiniqa.training.optim import make_optimizer
 
     over: dict[str, Any] = dict(model_size=size, pretrained=False, use_gpu=device.type == "cuda",
@@ -127,6 +128,7 @@ def build(size: str, args, device: torch.device):
     cfg = TrainConfig().replace(**over)
     torch.manual_seed(0)
     model = build_model(cfg)
+    use_global_batch_masks(model)  # as the loop does: dropout/drop-path masks of the global batch
     model.set_label_scale(50.0, 20.0)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
@@ -153,6 +155,7 @@ def make_steps(cfg, model, opt, device: torch.device):
     from swiniqa.data.loader import Batch
     from swiniqa.evaluation.inference import mean_scores
     from swiniqa.training.loop import train_step as loop_step
+    from swiniqa.training.batch_noise import step_generator
     from swiniqa.training.optim import make_schedule
 
     amp = cfg.amp and device.type == "cuda"
@@ -170,7 +173,7 @@ def make_steps(cfg, model, opt, device: torch.device):
 
     def train_step() -> None:
         model.train()
-        loss = loop_step(model, opt, sched, batch, cfg, device, (50.0, 20.0), amp)
+        loss = loop_step(model, opt, sched, batch, cfg, device, (50.0, 20.0), amp, masks=step_generator(0, device))
         if device.type == "cuda":
             loss.item()  # the loop syncs once per epoch; here the timer syncs anyway
 
