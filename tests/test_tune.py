@@ -74,6 +74,30 @@ def _cli_json(capsys, argv):
     return rc, (json.loads(cap.out.strip().splitlines()[-1]) if rc == 0 else None), cap.err
 
 
+def test_a_sweep_with_a_failed_trial_exits_3_after_its_report(capsys, tmp_path, monkeypatch):
+    """A trial that ran out of restarts is an `error` row of the report, and the command says so: exit code 3,
+    one `swiniqa: error:` line naming how many and how to retry, and under --json the summary (the last stdout
+    line) carries the same `error` and `exit_code`. A sweep whose trials all ended exits 0."""
+    import tune_experiments.driver as driver
+    from swiniqa.cli import main
+
+    planned = {"study": "augment", "experiment": str(tmp_path / "augment-demo"), "trials": 2, "trials_planned": 2,
+               "results": str(tmp_path / "augment-demo" / "results.json")}
+    for status, code in (({"completed": 1, "error": 1}, 3), ({"completed": 1, "early_stopped": 1}, 0)):
+        monkeypatch.setattr(driver, "run_study", lambda *a, **k: {**planned, "status": status})
+        rc = main(["tune", "augment", "--preset", "demo", "--output", str(tmp_path), "--json"])
+        cap = capsys.readouterr()
+        s = json.loads(cap.out.strip().splitlines()[-1])
+        assert rc == code and s["status"] == status, (rc, cap.err)
+        if code:
+            last = cap.err.strip().splitlines()[-1]
+            assert last == f"swiniqa: error: {s['error']}" and s["exit_code"] == 3
+            assert s["error"].startswith("1 of 2 trial(s) failed") and planned["results"] in s["error"]
+            assert "--resume" in s["error"]
+        else:
+            assert "error" not in s and "swiniqa: error" not in cap.err
+
+
 def test_dry_run_lists_the_grid(capsys, tmp_path):
     rc, s, _ = _cli_json(capsys, ["tune", "ablation", "--preset", "paper", "--dry-run", "--json", "--seeds", "3",
                                   "--output", str(tmp_path)])

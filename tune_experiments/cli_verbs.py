@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 from typing import Any
 
+from swiniqa.errors import TrainingError
 from tune_experiments.grids import STUDIES
 
 
@@ -79,8 +81,18 @@ def cmd_tune(args: argparse.Namespace) -> int:
                         max_concurrent=args.max_concurrent, early_stopping=not args.no_early_stop,
                         grace_period=args.grace_period, reduction_factor=args.reduction_factor)
     summary = run_study(args.study, cfg, opts)
+    failed = int((summary.get("status") or {}).get("error", 0))
+    if not failed:
+        emit(summary, args.json, _human)
+        return 0
+    # the report covers the trials that ran; a script must still see that some did not (exit code 3)
+    line = (f"{failed} of {summary.get('trials_planned', failed)} trial(s) failed (each one's error is in "
+            f"{summary.get('results', summary.get('experiment'))}); the report covers the rest; rerun the same "
+            "command with --resume to retry them")
+    summary.update(error=line, exit_code=TrainingError.exit_code)
     emit(summary, args.json, _human)
-    return 0
+    print(f"swiniqa: error: {line}", file=sys.stderr, flush=True)
+    return TrainingError.exit_code
 
 
 def cmd_report(args: argparse.Namespace) -> int:
