@@ -123,7 +123,7 @@ def test_mid_epoch_checkpoint_is_below_every_epochs_score():
 
 
 def test_resume_event_says_why_the_run_resumed():
-    from swiniqa.training.spot import resume_event, resumes_text
+    from swiniqa.training.spot import resizes, resume_event, resumes_text
 
     hist = [{"epoch": 1, "workers": 2}]
     assert resume_event({"history": hist, "workers": 2}, 1, 0, 1)[0] == \
@@ -138,8 +138,9 @@ def test_resume_event_says_why_the_run_resumed():
     assert resume_event({"history": hist}, 1, 0, 2) == ({"epoch": 2, "step": 0, "from": 2, "to": 2, "why": "restart"},
                                                         None)
     assert resume_event({"history": hist}, 1, 0, 2, same_fit=False)[0]["why"] == "resumed"
-    assert resumes_text([got, {"epoch": 4, "step": 0, "from": 2, "to": 1, "why": "node lost"}]) == \
-        "reclaim notice at epoch 3 step 5, node lost at epoch 4: 2 -> 1 workers"
+    shrink = {"epoch": 4, "step": 0, "from": 2, "to": 1, "why": "node lost"}
+    assert resumes_text([got, shrink]) == "reclaim notice at epoch 3 step 5, node lost at epoch 4: 2 -> 1 workers"
+    assert resizes([got, shrink]) == [shrink]  # the resizes of --json: the resumes that changed the size
 
 
 def test_worker_range_flag_and_config():

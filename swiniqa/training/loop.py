@@ -197,10 +197,8 @@ class RunState:
     #: trained, and their loss summed over every patch of every rank, and their patch count.
     start_step: int = 0
     partial: tuple[float, int] = (0.0, 0)
-    #: Changes of the number of workers so far: ``{"epoch", "step", "from", "to", "why"}`` (1-based epoch).
-    resizes: list[dict[str, Any]] = field(default_factory=list)
-    #: Every resume from a checkpoint so far, same size included (reclaim notices, restarts after a failure a
-    #: spare node absorbed, runs continued by hand): the same records, ``why`` saying which.
+    #: Every resume from a checkpoint so far, ``{"epoch", "step", "from", "to", "why"}`` (1-based epoch; ``why``:
+    #: reclaim notice, node lost, capacity back, restart, resumed); the resizes are those whose size changed.
     resumes: list[dict[str, Any]] = field(default_factory=list)
     #: The reclaim notice this attempt received (``{"deadline_ms", "nodes"}``), None before one.
     notice: Optional[dict[str, Any]] = None
@@ -320,14 +318,13 @@ def restore_state(run: Run) -> RunState:
                      bad_epochs=int(st.get("bad_epochs", 0)), history=list(st.get("history", [])),
                      start_step=int(mid.get("step", 0)), partial=(float(mid.get("loss_sum", 0.0)),
                                                                   int(mid.get("patches", 0))),
-                     resizes=list(st.get("resizes", [])), resumes=list(st.get("resumes", [])))
+                     # checkpoints written before resumes were recorded kept their resizes only
+                     resumes=list(st.get("resumes") or st.get("resizes") or []))
     from swiniqa.training.spot import resume_event
 
     event, line = resume_event(st, state.start_epoch, state.start_step, run.session.world,
                                same_fit=st.get("fit_id") == run.inp.fit_id)
     state.resumes.append(event)
-    if event["from"] != event["to"]:
-        state.resizes.append(event)
     if line:
         _progress(run, {"event": line})
     return state
@@ -427,8 +424,7 @@ def _checkpoint_state(run: Run, state: RunState, epoch: int) -> dict[str, Any]:
             "epoch": epoch, "best_val_srcc": best["val_srcc"], "best_epoch": best["epoch"],
             "best_metrics": {k: v for k, v in best.items() if k not in ("epoch", "val_srcc")},
             "bad_epochs": state.bad_epochs, "restarts": state.restarts,
-            "fit_id": run.inp.fit_id, "workers": run.session.world, "resizes": state.resizes,
-            "resumes": state.resumes,
+            "fit_id": run.inp.fit_id, "workers": run.session.world, "resumes": state.resumes,
             "reclaim_notice": state.notice}
 
 
@@ -503,8 +499,7 @@ def final_test(run: Run, state: RunState, epochs_run: int, stopped_early: bool) 
     best = state.best
     final = {"best_val_srcc": best["val_srcc"], "best_val_plcc": best.get("val_plcc", float("nan")),
              "best_epoch": best["epoch"] + 1, "epochs_run": epochs_run, "stopped_early": stopped_early,
-             "restarts": state.restarts, "history": state.history, "resizes": state.resizes,
-             "resumes": state.resumes}
+             "restarts": state.restarts, "history": state.history, "resumes": state.resumes}
     if run.splits.get("test"):
         if state.best_state is not None:
             unwrap(run.model).load_state_dict(state.best_state)

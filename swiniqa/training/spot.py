@@ -57,8 +57,8 @@ def resume_event(st: dict[str, Any], start_epoch: int, start_step: int, world: i
     line or None).
 
     The record ``{"epoch", "step", "from", "to", "why"}`` (``epoch`` 1-based: the epoch it resumes in, ``step``
-    the global batches of it already trained) goes into the run's ``resumes``, and into ``resizes`` too when the
-    size changed. ``why``: "reclaim notice" when the attempt that wrote the checkpoint had received one, else
+    the global batches of it already trained) goes into the run's ``resumes`` (:func:`resizes`: those whose
+    size changed). ``why``: "reclaim notice" when the attempt that wrote the checkpoint had received one, else
     "node lost" for fewer workers, "capacity back" for more, "restart" for the same number (a worker or node
     failed and a spare took its place), "resumed" when the checkpoint is another fit's (the run continued by
     hand, ``--name`` reused or ``tune --resume``).
@@ -78,6 +78,11 @@ def resume_event(st: dict[str, Any], start_epoch: int, start_step: int, world: i
     if notice or start_step:
         return event, f"resuming at {where} on {world} worker(s)" + (" after a reclaim notice" if notice else "")
     return event, None
+
+
+def resizes(resumes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The resumes that changed the number of workers (an elastic run's ``resizes`` in ``--json``)."""
+    return [r for r in resumes if r.get("from") != r.get("to")]
 
 
 def resumes_text(resumes: list[dict[str, Any]]) -> str:
@@ -120,5 +125,5 @@ def epoch_report_callback():
     return EpochReportCallback()
 
 
-__all__ = ["scaling_config", "workers_text", "failure_config", "resume_event", "resumes_text", "notice_line", "is_mid_epoch",
-           "epoch_report_callback"]
+__all__ = ["scaling_config", "workers_text", "failure_config", "resume_event", "resizes", "resumes_text",
+           "notice_line", "is_mid_epoch", "epoch_report_callback"]

@@ -26,7 +26,7 @@ from swiniqa.ray_runtime import worker_error
 from swiniqa.resources import alive_node_resources, fitting_cpus_per_worker, require_resources
 from swiniqa.storage import ensure_writable, is_remote, with_scheme
 from swiniqa.training.session import CHECKPOINT_SCORE
-from swiniqa.training.spot import failure_config, scaling_config, workers_text
+from swiniqa.training.spot import failure_config, resizes, scaling_config, workers_text
 from swiniqa.training.worker_input import WorkerInput
 
 
@@ -238,7 +238,7 @@ def summarize(result, name: str, run_uri: str, tensorboard: str, data_report: di
         "stopped_early": final.get("stopped_early", False),
         "restarts": final.get("restarts", 0),
         "resumes": final.get("resumes", []),
-        **({"resizes": final.get("resizes", [])} if cfg.min_workers else {}),
+        **({"resizes": resizes(final.get("resumes", []))} if cfg.min_workers else {}),
         "workers": cfg.num_workers,
         "provenance": run_provenance(run_uri),
         "data": data_report,
